@@ -1,0 +1,195 @@
+"""`xdkd`: the command line. Thin: parses, calls the modules, prints."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from benchmark.errors import XdkdError
+
+EPILOG = "Docs: README.md. Every command takes --help."
+
+
+def baselines_dir() -> Path:
+    return Path(os.environ.get("XDKD_BASELINES", Path(__file__).resolve().parents[1] / "baselines"))
+
+
+def suite_path(name: str) -> Path:
+    """A suite file path, or a bare name in baselines/ (`quick` -> baselines/quick.yaml)."""
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        return path
+    candidate = baselines_dir() / f"{name}.yaml"
+    if candidate.exists():
+        return candidate
+    from benchmark.registry import unknown_name_message
+
+    suites = [p.stem for p in baselines_dir().glob("*.yaml")]
+    raise XdkdError(unknown_name_message("suite", name, suites) + " (or give a path to a .yaml)")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from benchmark.config import load_suite
+    from benchmark.harness import Harness, expand
+    from benchmark.provenance import device_description, resolve_device
+    from benchmark.report import write_leaderboard
+    from benchmark.store import RunStore
+
+    suite = load_suite(suite_path(args.suite), args.set)
+    specs = expand(suite)
+    device = resolve_device(args.device)
+    out = Path(args.out or Path("runs") / suite.name)
+    results = Path(args.results or Path("results") / suite.name)
+    store = RunStore(out)
+    print(
+        f"suite '{suite.name}': {len(specs)} runs on {device_description(device)}; "
+        f"records in {out}/, leaderboard in {results}/"
+    )
+    summary = Harness(store, device).run(specs, progress=not args.no_progress)
+    print(
+        f"{len(summary.done)} runs done, {summary.skipped} already recorded, "
+        f"{len(summary.failed)} failed"
+    )
+    for spec, reason in summary.failed:
+        print(f"  failed: {spec.key} {spec.method.name} {spec.pair.label}: {reason}")
+    wanted = {spec.key for spec in specs}
+    records = [record for record in store.records() if record.key in wanted]
+    if records:
+        command = "xdkd " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        _, text = write_leaderboard(records, results, command)
+        print(text)
+    return 1 if summary.failed else 0
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from benchmark.data.domains import all_domains, domain_info, load_domain
+
+    if args.action == "show":
+        from benchmark.data.preview import class_balanced_sample, save_grid
+
+        if not args.domain:
+            raise XdkdError("xdkd datasets show needs a DOMAIN, e.g. xdkd datasets show mnistm")
+        info = domain_info(args.domain)
+        splits = load_domain(args.domain)
+        images = splits.train_images if args.split == "train" else splits.test_images
+        labels = splits.train_labels if args.split == "train" else splits.test_labels
+        index = class_balanced_sample(labels, args.count, seed=0)
+        out = Path(args.out or f"{args.domain}.png")
+        title = f"{args.domain} ({info.family}, {args.split} split, {len(labels)} images)"
+        save_grid(images[index], labels[index], info.classes, title, out)
+        print(f"wrote {out}")
+        return 0
+    if args.action == "build":
+        for name in args.domain and [args.domain] or list(all_domains()):
+            splits = load_domain(name)
+            print(f"{name}: {len(splits.train_labels)} train, {len(splits.test_labels)} test")
+        return 0
+    print(f"{'domain':<11} {'family':<8} {'images':>6} {'classes':>7}  source / licence")
+    for name, info in all_domains().items():
+        entry = info.entry
+        print(
+            f"{name:<11} {info.family:<8} {entry.images:>6} {info.num_classes:>7}  {entry.source}"
+        )
+        print(f"{'':<36}  licence: {entry.licence}")
+    return 0
+
+
+def cmd_backbones(args: argparse.Namespace) -> int:
+    from benchmark.models import backbone_names
+
+    names = backbone_names(args.pattern)
+    if not names:
+        raise XdkdError(f"no backbone matches '{args.pattern}'; try a glob such as 'resnet*'")
+    print("\n".join(names))
+    print(f"({len(names)} backbones; lenet and dtn are the digit CNNs, the rest come from timm)")
+    return 0
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    from benchmark.methods import METHODS
+
+    for name, cls in METHODS.items():
+        defaults = ", ".join(f"{k}={v}" for k, v in cls.defaults.items()) or "-"
+        print(f"{name:<12} {cls.family:<12} protocols: {', '.join(cls.protocols)}")
+        print(f"{'':<12} defaults: {defaults}\n{'':<12} {cls.paper}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="xdkd",
+        description="XDKD-Bench: cross-domain knowledge distillation benchmark.",
+        epilog=EPILOG,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run",
+        help="run a suite and print its leaderboard",
+        description="Run every (pair, teacher, student, method, seed) of a suite. Finished "
+        "runs are skipped, teachers are trained once and shared, a failed run is recorded "
+        "and the suite goes on.",
+    )
+    run.add_argument(
+        "suite",
+        nargs="?",
+        default="quick",
+        help="suite name in baselines/ or path to a suite YAML (default: quick)",
+    )
+    run.add_argument(
+        "--device",
+        default="auto",
+        help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N (default: auto)",
+    )
+    run.add_argument("--out", help="run records directory (default: runs/SUITE)")
+    run.add_argument("--results", help="leaderboard directory (default: results/SUITE)")
+    run.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a suite field, YAML value, dotted keys; repeatable, e.g. "
+        "--set seeds=[0,1] --set student_recipe.epochs=2",
+    )
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.set_defaults(handler=cmd_run)
+
+    datasets = commands.add_parser(
+        "datasets",
+        help="list domains, build them, or draw a sample grid",
+        description="list: every domain with family, size, classes, source and licence; "
+        "build [DOMAIN]: build into the cache (XDKD_CACHE); show DOMAIN --out grid.png",
+    )
+    datasets.add_argument("action", nargs="?", default="list", choices=["list", "build", "show"])
+    datasets.add_argument("domain", nargs="?")
+    datasets.add_argument("--out", help="PNG path for show (default: DOMAIN.png)")
+    datasets.add_argument("--split", default="train", choices=["train", "test"])
+    datasets.add_argument("--count", type=int, default=64, help="images in the grid")
+    datasets.set_defaults(handler=cmd_datasets)
+
+    backbones = commands.add_parser("backbones", help="list backbone names (glob pattern)")
+    backbones.add_argument("pattern", nargs="?", default="*")
+    backbones.set_defaults(handler=cmd_backbones)
+
+    methods = commands.add_parser("methods", help="list methods with family, protocols, defaults")
+    methods.set_defaults(handler=cmd_methods)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except XdkdError as error:
+        print(f"xdkd: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("xdkd: interrupted; finished records are kept, rerun to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

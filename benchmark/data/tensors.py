@@ -1,0 +1,98 @@
+"""Small domains held on the compute device as uint8 tensors, batched and augmented there.
+
+Decoding and host-to-device copies dominate small-image training; holding a whole split on
+the device and drawing batches by index removes both. Every draw takes an explicit
+`torch.Generator`, so a batch sequence is a pure function of the run's seed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+MEAN, STD = 0.5, 0.5
+
+
+@dataclass
+class DeviceSplit:
+    images: torch.Tensor  # (N, 3, H, W) uint8 on the device
+    labels: torch.Tensor  # (N,) int64 on the device
+
+    @classmethod
+    def from_numpy(
+        cls, images: np.ndarray, labels: np.ndarray, device: torch.device, size: int
+    ) -> DeviceSplit:
+        tensor = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().to(device)
+        if tensor.shape[-1] != size or tensor.shape[-2] != size:
+            resized = F.interpolate(tensor.float(), size=(size, size), mode="bilinear")
+            tensor = resized.round().clamp(0, 255).to(torch.uint8)
+        return cls(tensor, torch.from_numpy(labels).long().to(device))
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def normalize(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, 3, H, W) -> float in [-1, 1]."""
+    return (images.float() / 255.0 - MEAN) / STD
+
+
+def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Random affine jitter (±10° rotation, ±10% scale and shift) and brightness/contrast
+    jitter, drawn per image on the device. No flips: a mirrored digit is another symbol."""
+    batch, device = images.shape[0], images.device
+
+    def uniform(low: float, high: float) -> torch.Tensor:
+        draw = torch.rand(batch, generator=generator, device=generator.device)
+        return (low + (high - low) * draw).to(device)
+
+    angle = uniform(-math.pi / 18, math.pi / 18)
+    scale = uniform(0.9, 1.1)
+    shift_x, shift_y = uniform(-0.1, 0.1), uniform(-0.1, 0.1)
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack(
+        [torch.stack([cos, -sin, shift_x], 1), torch.stack([sin, cos, shift_y], 1)], 1
+    )
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    warped = F.grid_sample(images, grid, padding_mode="border", align_corners=False)
+    contrast = uniform(0.8, 1.2).view(-1, 1, 1, 1)
+    brightness = uniform(-0.1, 0.1).view(-1, 1, 1, 1)
+    mean = warped.mean(dim=(1, 2, 3), keepdim=True)
+    return ((warped - mean) * contrast + mean + brightness).clamp(-1, 1)
+
+
+def batches(
+    split: DeviceSplit,
+    batch_size: int,
+    generator: torch.Generator,
+    augmented: bool,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """An endless stream of shuffled batches (a new permutation every pass, last partial
+    batch dropped), normalised and optionally augmented on the device."""
+    count = len(split)
+    batch_size = min(batch_size, count)
+    while True:
+        order = torch.randperm(count, generator=generator, device=generator.device)
+        order = order.to(split.labels.device)
+        for start in range(0, count - batch_size + 1, batch_size):
+            index = order[start : start + batch_size]
+            images = normalize(split.images[index])
+            if augmented:
+                images = augment(images, generator)
+            yield images, split.labels[index]
+
+
+def ordered_batches(
+    split: DeviceSplit, batch_size: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The whole split in order, for evaluation."""
+    for start in range(0, len(split), batch_size):
+        yield (
+            normalize(split.images[start : start + batch_size]),
+            split.labels[start : start + batch_size],
+        )

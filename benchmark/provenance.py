@@ -1,0 +1,65 @@
+"""Where a number came from: code version, library versions, device."""
+
+from __future__ import annotations
+
+import functools
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+import torch
+
+from benchmark.errors import XdkdError
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` picks CUDA when present, else CPU; cuDNN is set to deterministic kernels."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise XdkdError(
+            f"--device '{name}' is not a device; use auto, cpu, cuda or cuda:N"
+        ) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise XdkdError(f"--device {name}: no CUDA GPU is visible here; use --device cpu or auto")
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    return device
+
+
+def device_description(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({torch.get_num_threads()} threads, {platform.processor() or platform.machine()})"
+
+
+@functools.cache
+def code_version() -> str:
+    """The git commit of the checkout (with -dirty), or the installed package version."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        return commit + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return metadata.version("xdkd-bench")
+
+
+def provenance() -> dict[str, str]:
+    versions = {pkg: metadata.version(pkg) for pkg in ("torch", "timm", "numpy")}
+    return {"code": code_version(), "python": platform.python_version(), **versions}
