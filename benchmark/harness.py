@@ -18,7 +18,7 @@ from benchmark.data.domains import domain_info, family_domains, load_domain
 from benchmark.data.tensors import DeviceSplit
 from benchmark.errors import XdkdError
 from benchmark.evaluate import accuracy
-from benchmark.methods import METHODS, create_method
+from benchmark.methods import METHODS, Method, create_method
 from benchmark.methods.source_only import SourceOnly
 from benchmark.models import create_backbone
 from benchmark.provenance import device_description, provenance
@@ -143,13 +143,14 @@ class Harness:
     # --- runs -------------------------------------------------------------------------
 
     def run_one(self, spec: RunSpec) -> RunRecord:
-        started = time.perf_counter()
         teacher, teacher_info = self.teacher(spec.teacher_spec)
+        started = time.perf_counter()
         method = create_method(spec.method).to(self.device)
         if method.trains_student:
             network = self._train_student(spec, teacher if method.uses_teacher else None, method)
+            train_time = time.perf_counter() - started
         else:
-            network = teacher
+            network, train_time = teacher, teacher_info["train_wall_time_s"]
         size = spec.image_size
         family = family_domains(domain_info(spec.pair.target).family)
         per_domain = {domain: self.accuracy(network, domain, size) for domain in family}
@@ -164,13 +165,14 @@ class Harness:
             "teacher_target_acc": teacher_target,
             "knowledge_recovery": per_domain[spec.pair.target] / max(teacher_target, 1e-12),
             "params": float(sum(p.numel() for p in network.parameters())),
-            "train_wall_time_s": time.perf_counter() - started,
+            "train_wall_time_s": train_time,
         }
         teacher_summary = {
             "key": teacher_info["key"],
             "source_accuracy": teacher_info["source_accuracy"],
             "below_floor": teacher_info["source_accuracy"] < spec.teacher_floor,
             "floor": spec.teacher_floor,
+            "train_wall_time_s": teacher_info["train_wall_time_s"],
         }
         return RunRecord(
             key=spec.key,
@@ -184,7 +186,7 @@ class Harness:
         )
 
     def _train_student(
-        self, spec: RunSpec, teacher: nn.Module | None, method: nn.Module
+        self, spec: RunSpec, teacher: nn.Module | None, method: Method
     ) -> nn.Module:
         num_classes = domain_info(spec.pair.target).num_classes
         torch.manual_seed(derive_seed(spec.seed, "student-init", spec.student.name))
@@ -196,7 +198,7 @@ class Harness:
         data = TrainData(
             self.split(spec.pair.source, "train", size),
             target,
-            target_labelled=spec.protocol == "labelled_target",
+            target_labelled=spec.protocol == "labelled_target" or method.needs_target_labels,
         )
         torch.manual_seed(derive_seed(spec.seed, "student-train", spec.key))
         fit(

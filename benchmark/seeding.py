@@ -7,8 +7,13 @@ import zlib
 import torch
 
 
+def name_seed(name: str) -> int:
+    """A stable seed from a name alone (DomainBed's habit): adding a name never moves another."""
+    return zlib.crc32(name.encode())
+
+
 def derive_seed(seed: int, *names: str) -> int:
-    return zlib.crc32("/".join([str(seed), *names]).encode())
+    return name_seed("/".join([str(seed), *names]))
 
 
 def generator(seed: int, device: torch.device, *names: str) -> torch.Generator:

@@ -87,7 +87,7 @@ def fit(
     for step in bar:
         losses = method.losses(student, teacher, next_batch(step))
         total = sum(losses.values())
-        terms = {name: float(value) for name, value in losses.items()}
+        terms = {name: float(value.detach()) for name, value in losses.items()}
         bad = [name for name, value in terms.items() if not math.isfinite(value)]
         if bad:
             raise DivergedError(

@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import tempfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -24,8 +23,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from benchmark.errors import XdkdError
 from benchmark.registry import unknown_name_message
+from benchmark.seeding import name_seed
 
-BUILD_VERSION = 1
+BUILD_VERSION = 1  # bump when a builder's output changes, so every cache rebuilds
 TEST_FRACTION = 0.2
 SPLIT_FILES = ("train_images", "train_labels", "test_images", "test_labels")
 
@@ -113,11 +113,6 @@ def domain_info(name: str) -> DomainInfo:
 
 def family_domains(family: str) -> list[str]:
     return [name for name, info in all_domains().items() if info.family == family]
-
-
-def name_seed(name: str) -> int:
-    """A stable per-name seed (DomainBed's habit), so adding a domain never moves another."""
-    return zlib.crc32(name.encode())
 
 
 def split_indices(labels: np.ndarray, group: str) -> tuple[np.ndarray, np.ndarray]:

@@ -8,7 +8,6 @@ the domain name, so a builder returns byte-identical arrays on every call, in ev
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from fnmatch import fnmatch
@@ -19,6 +18,7 @@ import numpy as np
 
 from benchmark.data.photos import photo_pool, random_patches, require
 from benchmark.registry import Registry
+from benchmark.seeding import name_seed
 
 SIZE = 32
 OPTDIGITS_INK = 20  # MNIST's digits fill a 20-px box centred in 28 px, so 6 px of border at 32 px
@@ -42,7 +42,7 @@ EMBEDDED_BUILDERS: Registry[Callable[[], DomainArrays]] = Registry("embedded dom
 
 def domain_rng(domain: str) -> np.random.Generator:
     """A generator seeded by the domain name alone, so every process draws the same numbers."""
-    return np.random.default_rng(zlib.crc32(domain.encode()))
+    return np.random.default_rng(name_seed(domain))
 
 
 def grey_to_rgb(grey: np.ndarray) -> np.ndarray:

@@ -1,7 +1,17 @@
-"""Distillation methods: one file each, registered by name on import."""
+"""Distillation methods: one file each, registering itself by name when imported.
 
-from benchmark.methods import kd, source_only, teacher  # noqa: F401  (registration)
+Every module of this package is imported here, so adding a method is adding one file.
+"""
+
+import importlib
+import pkgutil
+
 from benchmark.methods.base import Batch, Method
 from benchmark.methods.registry import METHODS, create_method
+
+_SHARED = {"base", "registry", "parts", "adapters"}
+for _module in pkgutil.iter_modules(__path__):
+    if _module.name not in _SHARED:
+        importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = ["METHODS", "Batch", "Method", "create_method"]

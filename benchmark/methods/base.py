@@ -47,6 +47,9 @@ class Method(nn.Module):
     protocols: ClassVar[tuple[str, ...]] = ("uda", "labelled_target", "zero_shot")
     uses_teacher: ClassVar[bool] = True
     trains_student: ClassVar[bool] = True
+    # Only an oracle sees target labels outside the `labelled_target` protocol; its rows are
+    # marked as references, never ranked.
+    needs_target_labels: ClassVar[bool] = False
 
     def __init__(self, name: str, **params: Any) -> None:
         super().__init__()

@@ -1,0 +1,86 @@
+"""End to end on a tiny suite: records, resume, shared teachers, failures, determinism."""
+
+import json
+
+import pytest
+import torch
+
+from benchmark.config import load_suite
+from benchmark.harness import Harness, expand
+from benchmark.methods import METHODS
+from benchmark.methods.base import Method
+from benchmark.store import RunStore
+
+CPU = torch.device("cpu")
+
+
+def run(suite_path, out, **kwargs):
+    suite = load_suite(suite_path, kwargs.get("overrides"))
+    return Harness(RunStore(out), CPU).run(expand(suite), progress=False)
+
+
+def test_runs_write_records_then_a_rerun_skips_them(tiny_suite, tmp_path):
+    path = tiny_suite()
+    first = run(path, tmp_path / "runs")
+    assert len(first.done) == 3 and first.skipped == 0 and not first.failed
+    records = sorted((tmp_path / "runs" / "runs").glob("*/record.json"))
+    assert len(records) == 3
+    record = json.loads(records[0].read_text())
+    assert set(record["metrics"]) >= {"target_acc", "source_acc", "heldout_mean_acc"}
+    assert set(record["per_domain"]) == {"mnist", "mnistm", "optdigits", "syndigits"}
+    assert record["teacher"]["source_accuracy"] > 0.5
+    second = run(path, tmp_path / "runs")
+    assert second.skipped == 3 and not second.done
+
+
+def test_one_teacher_is_trained_for_two_students_and_reused_from_disk(tiny_suite, tmp_path):
+    path = tiny_suite(students=["lenet", "dtn"], methods=["source_only", "kd"])
+    trained = []
+    real = Harness._load_or_train_teacher
+
+    def counting(self, spec):
+        trained.append(spec.key)
+        return real(self, spec)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Harness, "_load_or_train_teacher", counting)
+        summary = run(path, tmp_path / "runs")
+    assert len(summary.done) == 4 and len(trained) == 1
+    assert len(list((tmp_path / "runs" / "teachers").iterdir())) == 1
+    teacher_acc = {r.teacher["source_accuracy"] for r in summary.done}
+    assert len(teacher_acc) == 1
+    # a new method on the same teacher loads it from disk instead of training again
+    again = run(path, tmp_path / "runs", overrides=["methods=[source_only, kd, teacher]"])
+    assert len(again.done) == 1
+    assert again.done[0].teacher["source_accuracy"] == teacher_acc.pop()
+
+
+class Exploding(Method):
+    family = "baseline"
+    paper = "test double: a loss that diverges"
+
+    def losses(self, student, teacher, batch):
+        return {"boom": student(batch.source_images).sum() * float("nan")}
+
+
+def test_a_failed_run_writes_error_json_and_the_sweep_goes_on(tiny_suite, tmp_path, monkeypatch):
+    monkeypatch.setitem(METHODS._entries, "exploding", Exploding)
+    path = tiny_suite(methods=["exploding", "source_only"])
+    summary = run(path, tmp_path / "runs")
+    assert len(summary.done) == 1 and len(summary.failed) == 1
+    errors = RunStore(tmp_path / "runs").errors()
+    assert len(errors) == 1
+    assert "loss 'boom' became nan at step 0" in errors[0]["error"]
+    # the finished record survives, and a rerun retries only the failed run
+    again = run(path, tmp_path / "runs")
+    assert again.skipped == 1 and len(again.failed) == 1
+
+
+def test_same_spec_same_seed_same_numbers(tiny_suite, tmp_path):
+    path = tiny_suite(methods=["kd"])
+    first = run(path, tmp_path / "a").done[0]
+    second = run(path, tmp_path / "b").done[0]
+    assert first.key == second.key
+    assert first.per_domain == second.per_domain
+    other_seed = run(path, tmp_path / "c", overrides=["seeds=[1]"]).done[0]
+    assert other_seed.key != first.key

@@ -1,0 +1,54 @@
+import pytest
+
+from benchmark.config import BackboneSpec
+from benchmark.data.domains import domain_info
+from benchmark.errors import XdkdError
+from benchmark.methods import METHODS
+from benchmark.models import backbone_names, create_backbone
+from benchmark.registry import Registry, UnknownNameError
+
+
+def test_unknown_name_lists_valid_names_and_closest_match():
+    registry: Registry[int] = Registry("colour")
+    for name, value in [("red", 1), ("green", 2), ("blue", 3)]:
+        registry.register(name)(value)
+    with pytest.raises(UnknownNameError) as error:
+        registry.get("gren")
+    expected = "unknown colour 'gren'; did you mean 'green'? valid: blue, green, red"
+    assert str(error.value) == expected
+
+
+def test_unknown_name_without_close_match_has_no_hint():
+    registry: Registry[int] = Registry("colour")
+    registry.register("red")(1)
+    assert str(pytest.raises(UnknownNameError, registry.get, "zzz").value) == (
+        "unknown colour 'zzz' valid: red"
+    )
+
+
+def test_registering_a_name_twice_fails():
+    registry: Registry[int] = Registry("colour")
+    registry.register("red")(1)
+    with pytest.raises(ValueError, match="registered twice"):
+        registry.register("red")(2)
+
+
+def test_unknown_method_domain_backbone_name_the_closest_match():
+    assert "did you mean 'kd'?" in str(pytest.raises(XdkdError, METHODS.get, "kdd").value)
+    assert "did you mean 'mnistm'?" in str(pytest.raises(XdkdError, domain_info, "mnist_m").value)
+    with pytest.raises(XdkdError, match="unknown backbone 'resnet181'; did you mean 'resnet18"):
+        create_backbone(BackboneSpec.model_construct(name="resnet181", kwargs={}), 10)
+
+
+def test_digit_cnns_are_timm_models_with_the_feature_interface():
+    assert backbone_names("lenet") == ["lenet"]
+    assert {"dtn", "lenet", "resnet18"} <= set(backbone_names())
+    model = create_backbone(BackboneSpec(name="dtn"), num_classes=7)
+    final, stages = model.forward_intermediates(__import__("torch").zeros(2, 3, 32, 32))
+    assert [s.shape[1] for s in stages] == [64, 128, 256]
+    assert model.get_classifier().out_features == 7
+
+
+def test_backbone_kwargs_it_does_not_take_give_one_line():
+    with pytest.raises(XdkdError, match="backbone 'lenet' rejected its kwargs \\['depth'\\]"):
+        create_backbone(BackboneSpec(name="lenet", kwargs={"depth": 3}), 10)

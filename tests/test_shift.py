@@ -1,0 +1,29 @@
+"""The embedded domains carry a real shift: a model good in-domain falls on the others."""
+
+import torch
+
+from benchmark.config import BackboneSpec, Recipe
+from benchmark.data.domains import load_domain
+from benchmark.data.tensors import DeviceSplit
+from benchmark.evaluate import accuracy
+from benchmark.methods.source_only import SourceOnly
+from benchmark.models import create_backbone
+from benchmark.train import TrainData, fit
+
+
+def split(name: str, part: str) -> DeviceSplit:
+    arrays = load_domain(name)
+    images, labels = getattr(arrays, f"{part}_images"), getattr(arrays, f"{part}_labels")
+    return DeviceSplit.from_numpy(images, labels, torch.device("cpu"), 32)
+
+
+def test_a_cnn_trained_on_mnist_falls_on_the_other_domains():
+    torch.manual_seed(0)
+    model = create_backbone(BackboneSpec(name="lenet"), 10)
+    data = TrainData(split("mnist", "train"), None, False)
+    recipe = Recipe(epochs=2, batch_size=64, lr=0.003)
+    fit(model, None, SourceOnly("source_only"), data, recipe, torch.Generator(), "shift")
+    in_domain = accuracy(model, split("mnist", "test"))
+    assert in_domain > 0.93
+    for other in ("mnistm", "syndigits"):
+        assert accuracy(model, split(other, "test")) < in_domain - 0.3, other
