@@ -33,13 +33,15 @@ def suite_path(name: str) -> Path:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from benchmark.config import load_suite
-    from benchmark.harness import Harness, expand
+    from benchmark.harness import Harness, expand, method_protocols
     from benchmark.provenance import device_description, resolve_device
     from benchmark.report import write_leaderboard
     from benchmark.store import RunStore
 
     suite = load_suite(suite_path(args.suite), args.set)
     specs = expand(suite)
+    for note in method_protocols(suite)[1]:
+        print(f"note: {note}")
     device = resolve_device(args.device)
     out = Path(args.out or Path("runs") / suite.name)
     results = Path(args.results or Path("results") / suite.name)
@@ -48,7 +50,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"suite '{suite.name}': {len(specs)} runs on {device_description(device)}; "
         f"records in {out}/, leaderboard in {results}/"
     )
-    summary = Harness(store, device).run(specs, progress=not args.no_progress)
+    summary = Harness(store, device, progress=not args.no_progress).run(specs)
     print(
         f"{len(summary.done)} runs done, {summary.skipped} already recorded, "
         f"{len(summary.failed)} failed"
@@ -113,8 +115,8 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
     for name, cls in METHODS.items():
         defaults = ", ".join(f"{k}={v}" for k, v in cls.defaults.items()) or "-"
-        print(f"{name:<12} {cls.family:<12} protocols: {', '.join(cls.protocols)}")
-        print(f"{'':<12} defaults: {defaults}\n{'':<12} {cls.paper}")
+        print(f"{name:<17} {cls.family:<12} protocols: {', '.join(cls.protocols)}")
+        print(f"{'':<17} defaults: {defaults}\n{'':<17} {cls.paper}")
     return 0
 
 

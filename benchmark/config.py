@@ -53,10 +53,13 @@ class BackboneSpec(Strict):
 
 
 class MethodSpec(Strict):
-    """A registered method and overrides of its paper-default hyperparameters."""
+    """A registered method, overrides of its paper-default hyperparameters, and optionally
+    the protocol it runs under instead of the suite's (e.g. a transfer baseline that needs
+    target labels, in a suite that is otherwise `uda`)."""
 
     name: str
     params: dict[str, Any] = Field(default_factory=dict)
+    protocol: Protocol | None = None
 
     @field_validator("name")
     @classmethod
@@ -108,11 +111,17 @@ class Suite(Strict):
     students: list[BackboneSpec] = Field(min_length=1)
     methods: list[MethodSpec] = Field(min_length=1)
     seeds: list[int] = Field([0], min_length=1)
-    protocol: Protocol = "uda"
+    protocol: list[Protocol] = Field(["uda"], min_length=1)
     image_size: int = Field(32, ge=8)
+    source_validation: float = Field(0.1, ge=0, lt=1)
     teacher_recipe: Recipe = Recipe()
     student_recipe: Recipe = Recipe()
     teacher_floor: float = Field(0.7, ge=0, le=1)
+
+    @field_validator("protocol", mode="before")
+    @classmethod
+    def one_or_more_protocols(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
 
     @field_validator("teachers", "students", "methods", mode="before")
     @classmethod
@@ -128,6 +137,7 @@ class TeacherSpec(Strict):
     recipe: Recipe
     seed: int
     image_size: int
+    source_validation: float
 
     @property
     def key(self) -> str:
@@ -145,6 +155,7 @@ class RunSpec(Strict):
     seed: int
     protocol: Protocol
     image_size: int
+    source_validation: float
     teacher_recipe: Recipe
     student_recipe: Recipe
     teacher_floor: float
@@ -161,6 +172,7 @@ class RunSpec(Strict):
             recipe=self.teacher_recipe,
             seed=self.seed,
             image_size=self.image_size,
+            source_validation=self.source_validation,
         )
 
 
@@ -170,14 +182,21 @@ def spec_hash(model: BaseModel, exclude: set[str] | None = None) -> str:
 
 
 class RunRecord(BaseModel):
-    """Everything a finished run produced, with the provenance of every number."""
+    """Everything a finished run produced, with the provenance of every number.
+
+    `metrics` are the last-epoch model's; `selected` the source-validation-selected model's
+    (training-domain validation), absent when the suite holds out no source validation.
+    """
 
     key: str
     spec: RunSpec
     status: Literal["ok"] = "ok"
     metrics: dict[str, float]
+    selected: dict[str, float] | None = None
+    robustness: dict[str, Any] = Field(default_factory=dict)
     teacher: dict[str, Any]
     per_domain: dict[str, float]
+    notes: dict[str, str] = Field(default_factory=dict)
     wall_time_s: float
     device: str
     provenance: dict[str, str]

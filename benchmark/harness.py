@@ -1,11 +1,13 @@
 """Expand a suite into runs, skip finished ones, share teachers, execute, record.
 
-Teachers depend on (source, backbone, recipe, seed, image size) only, so each is trained
-once, saved beside the runs and reused by every student and method.
+Teachers depend on (source, backbone, recipe, seed, image size, validation share) only, so
+each is trained once, saved beside the runs and reused by every student and method.
 """
 
 from __future__ import annotations
 
+import copy
+import resource
 import time
 from dataclasses import dataclass, field
 
@@ -14,50 +16,70 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from benchmark.config import RunRecord, RunSpec, Suite, TeacherSpec
-from benchmark.data.domains import domain_info, family_domains, load_domain
-from benchmark.data.tensors import DeviceSplit
+from benchmark.cost import model_cost
+from benchmark.data.domains import domain_info
+from benchmark.data.provider import SplitProvider
 from benchmark.errors import XdkdError
-from benchmark.evaluate import accuracy
-from benchmark.methods import METHODS, Method, create_method
-from benchmark.methods.source_only import SourceOnly
+from benchmark.evaluate import accuracy, domain_metrics
+from benchmark.methods import METHODS, create_method
 from benchmark.models import create_backbone
 from benchmark.provenance import device_description, provenance
-from benchmark.seeding import derive_seed, generator
 from benchmark.store import RunStore
-from benchmark.train import TrainData, fit, freeze
+from benchmark.train import FitResult, freeze, train_student, train_teacher
+
+
+def method_protocols(suite: Suite) -> tuple[dict[str, list[str]], list[str]]:
+    """For each method, the suite's protocols it can run under, and a note for each it
+    cannot; a method that fits none of them is refused here, before anything trains."""
+    runnable: dict[str, list[str]] = {}
+    notes: list[str] = []
+    for method in suite.methods:
+        supported = METHODS.get(method.name).protocols
+        wanted = [method.protocol] if method.protocol else suite.protocol
+        runnable[method.name] = [p for p in wanted if p in supported]
+        if not runnable[method.name]:
+            raise XdkdError(
+                f"method '{method.name}' cannot run under protocol '{', '.join(wanted)}' "
+                f"(it supports {', '.join(supported)}); remove it, add one of those "
+                "protocols to the suite, or give the method its own: {name: ..., protocol: ...}"
+            )
+        notes += [
+            f"method '{method.name}' skipped under protocol '{p}' (it supports "
+            f"{', '.join(supported)})"
+            for p in wanted
+            if p not in supported
+        ]
+    return runnable, notes
 
 
 def expand(suite: Suite) -> list[RunSpec]:
-    """pair x teacher x student x method x seed; a method that cannot run under the suite's
-    protocol is refused here, before anything trains. Runs sharing a teacher are adjacent."""
+    """pair x teacher x student x method x protocol x seed. Runs sharing a teacher are
+    adjacent; the teacher row and teacher-architecture methods get the teacher as student."""
+    runnable, _ = method_protocols(suite)
     specs: dict[str, RunSpec] = {}
-    for method in suite.methods:
-        cls = METHODS.get(method.name)
-        if suite.protocol not in cls.protocols:
-            raise XdkdError(
-                f"method '{method.name}' cannot run under protocol '{suite.protocol}' "
-                f"(it supports {', '.join(cls.protocols)}); remove it or change the protocol"
-            )
     for seed in suite.seeds:
         for pair in suite.pairs:
             for teacher in suite.teachers:
                 for method in suite.methods:
-                    trains = METHODS.get(method.name).trains_student
-                    for student in suite.students if trains else [teacher]:
-                        spec = RunSpec(
-                            suite=suite.name,
-                            pair=pair,
-                            teacher=teacher,
-                            student=student,
-                            method=method,
-                            seed=seed,
-                            protocol=suite.protocol,
-                            image_size=suite.image_size,
-                            teacher_recipe=suite.teacher_recipe,
-                            student_recipe=suite.student_recipe,
-                            teacher_floor=suite.teacher_floor,
-                        )
-                        specs.setdefault(spec.key, spec)
+                    cls = METHODS.get(method.name)
+                    own = not cls.trains_student or cls.student_is_teacher_architecture
+                    for protocol in runnable[method.name]:
+                        for student in [teacher] if own else suite.students:
+                            spec = RunSpec(
+                                suite=suite.name,
+                                pair=pair,
+                                teacher=teacher,
+                                student=student,
+                                method=method.model_copy(update={"protocol": None}),
+                                seed=seed,
+                                protocol=protocol,
+                                image_size=suite.image_size,
+                                source_validation=suite.source_validation,
+                                teacher_recipe=suite.teacher_recipe,
+                                student_recipe=suite.student_recipe,
+                                teacher_floor=suite.teacher_floor,
+                            )
+                            specs.setdefault(spec.key, spec)
     return list(specs.values())
 
 
@@ -72,32 +94,28 @@ def run_label(spec: RunSpec) -> str:
     return f"{spec.method.name} {spec.student.name} {spec.pair.label} seed {spec.seed}"
 
 
+def peak_memory(device: torch.device) -> tuple[float, str]:
+    """Peak memory in MB and what it measures: CUDA allocations, or the process's peak RSS."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20, "peak CUDA memory allocated"
+    rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss_kb / 1024, "peak resident memory of the whole process (CPU)"
+
+
 class Harness:
-    def __init__(self, store: RunStore, device: torch.device, eval_batch_size: int = 512):
+    def __init__(
+        self,
+        store: RunStore,
+        device: torch.device,
+        eval_batch_size: int = 512,
+        progress: bool = True,
+    ) -> None:
         self.store = store
+        self.progress = progress
         self.device = device
         self.eval_batch_size = eval_batch_size
-        self._splits: dict[tuple[str, str, int], DeviceSplit] = {}
+        self.splits = SplitProvider(device)
         self._teachers: dict[str, tuple[nn.Module, dict] | Exception] = {}
-
-    # --- data -------------------------------------------------------------------------
-
-    def split(self, domain: str, part: str, size: int) -> DeviceSplit:
-        key = (domain, part, size)
-        if key not in self._splits:
-            arrays = load_domain(domain)
-            images, labels = (
-                (arrays.train_images, arrays.train_labels)
-                if part == "train"
-                else (arrays.test_images, arrays.test_labels)
-            )
-            self._splits[key] = DeviceSplit.from_numpy(images, labels, self.device, size)
-        return self._splits[key]
-
-    def accuracy(self, model: nn.Module, domain: str, size: int) -> float:
-        return accuracy(model, self.split(domain, "test", size), self.eval_batch_size)
-
-    # --- teachers ---------------------------------------------------------------------
 
     def teacher(self, spec: TeacherSpec) -> tuple[nn.Module, dict]:
         """The cached teacher for this spec, trained here if it is not on disk yet."""
@@ -112,27 +130,17 @@ class Harness:
         return cached
 
     def _load_or_train_teacher(self, spec: TeacherSpec) -> tuple[nn.Module, dict]:
-        num_classes = domain_info(spec.source).num_classes
-        torch.manual_seed(derive_seed(spec.seed, "teacher-init", spec.backbone.name))
-        model = create_backbone(spec.backbone, num_classes).to(self.device)
         saved = self.store.load_teacher(spec)
         if saved is not None:
+            model = create_backbone(spec.backbone, domain_info(spec.source).num_classes)
             model.load_state_dict(saved[0])
-            return freeze(model), saved[1]
+            return freeze(model.to(self.device)), saved[1]
         started = time.perf_counter()
-        data = TrainData(self.split(spec.source, "train", spec.image_size), None, False)
-        fit(
-            model,
-            None,
-            SourceOnly("source_only"),
-            data,
-            spec.recipe,
-            generator(spec.seed, self.device, "teacher", spec.source, spec.backbone.name),
-            label=f"teacher {spec.backbone.name} on {spec.source}",
-        )
+        model, _ = train_teacher(spec, self.splits, self.device, self.progress)
+        test = self.splits.split(spec.source, "test", spec.image_size)
         info = {
             "key": spec.key,
-            "source_accuracy": self.accuracy(model, spec.source, spec.image_size),
+            "source_accuracy": accuracy(model, test, self.eval_batch_size),
             "train_wall_time_s": time.perf_counter() - started,
             "params": sum(p.numel() for p in model.parameters()),
             "device": device_description(self.device),
@@ -140,84 +148,76 @@ class Harness:
         self.store.save_teacher(spec, {k: v.cpu() for k, v in model.state_dict().items()}, info)
         return freeze(model), info
 
-    # --- runs -------------------------------------------------------------------------
-
     def run_one(self, spec: RunSpec) -> RunRecord:
         teacher, teacher_info = self.teacher(spec.teacher_spec)
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
         started = time.perf_counter()
         method = create_method(spec.method).to(self.device)
+        fitted: FitResult | None = None
         if method.trains_student:
-            network = self._train_student(spec, teacher if method.uses_teacher else None, method)
+            network, fitted = train_student(
+                spec,
+                teacher if method.uses_teacher else None,
+                method,
+                self.splits,
+                self.device,
+                self.progress,
+            )
             train_time = time.perf_counter() - started
         else:
             network, train_time = teacher, teacher_info["train_wall_time_s"]
-        size = spec.image_size
-        family = family_domains(domain_info(spec.pair.target).family)
-        per_domain = {domain: self.accuracy(network, domain, size) for domain in family}
-        held_out = [d for d in family if d not in (spec.pair.source, spec.pair.target)]
-        teacher_target = self.accuracy(teacher, spec.pair.target, size)
-        metrics = {
-            "target_acc": per_domain[spec.pair.target],
-            "source_acc": per_domain[spec.pair.source],
-            "heldout_mean_acc": (
-                sum(per_domain[d] for d in held_out) / len(held_out) if held_out else float("nan")
-            ),
+        memory_mb, memory_kind = peak_memory(self.device)
+        metrics, per_domain = domain_metrics(network, spec, self.splits, self.eval_batch_size)
+        target_test = self.splits.split(spec.pair.target, "test", spec.image_size)
+        teacher_target = accuracy(teacher, target_test, self.eval_batch_size)
+        metrics |= {
             "teacher_target_acc": teacher_target,
-            "knowledge_recovery": per_domain[spec.pair.target] / max(teacher_target, 1e-12),
-            "params": float(sum(p.numel() for p in network.parameters())),
+            "knowledge_recovery": metrics["target_acc"] / max(teacher_target, 1e-12),
             "train_wall_time_s": train_time,
-        }
-        teacher_summary = {
-            "key": teacher_info["key"],
-            "source_accuracy": teacher_info["source_accuracy"],
-            "below_floor": teacher_info["source_accuracy"] < spec.teacher_floor,
-            "floor": spec.teacher_floor,
-            "train_wall_time_s": teacher_info["train_wall_time_s"],
+            "peak_memory_mb": memory_mb,
+            **model_cost(network, spec.image_size, self.device),
         }
         return RunRecord(
             key=spec.key,
             spec=spec,
             metrics=metrics,
-            teacher=teacher_summary,
+            selected=self._selected_metrics(network, fitted, spec),
+            teacher={
+                "key": teacher_info["key"],
+                "source_accuracy": teacher_info["source_accuracy"],
+                "below_floor": teacher_info["source_accuracy"] < spec.teacher_floor,
+                "floor": spec.teacher_floor,
+                "train_wall_time_s": teacher_info["train_wall_time_s"],
+            },
             per_domain=per_domain,
+            notes={"peak_memory_mb": memory_kind},
             wall_time_s=time.perf_counter() - started,
             device=device_description(self.device),
             provenance=provenance(),
         )
 
-    def _train_student(
-        self, spec: RunSpec, teacher: nn.Module | None, method: Method
-    ) -> nn.Module:
-        num_classes = domain_info(spec.pair.target).num_classes
-        torch.manual_seed(derive_seed(spec.seed, "student-init", spec.student.name))
-        student = create_backbone(spec.student, num_classes).to(self.device)
-        size = spec.image_size
-        target = (
-            None if spec.protocol == "zero_shot" else self.split(spec.pair.target, "train", size)
-        )
-        data = TrainData(
-            self.split(spec.pair.source, "train", size),
-            target,
-            target_labelled=spec.protocol == "labelled_target" or method.needs_target_labels,
-        )
-        torch.manual_seed(derive_seed(spec.seed, "student-train", spec.key))
-        fit(
-            student,
-            teacher,
-            method,
-            data,
-            spec.student_recipe,
-            generator(spec.seed, self.device, "student", spec.key),
-            label=run_label(spec),
-        )
-        return student
+    def _selected_metrics(
+        self, network: nn.Module, fitted: FitResult | None, spec: RunSpec
+    ) -> dict[str, float] | None:
+        """The same clean metrics for the epoch with the best source-validation accuracy."""
+        if fitted is None or fitted.best_state is None:
+            return None
+        selected = copy.deepcopy(network)
+        selected.load_state_dict(fitted.best_state)
+        metrics, _ = domain_metrics(selected, spec, self.splits, self.eval_batch_size)
+        return {
+            "epoch": float(fitted.best_epoch + 1),
+            "source_val_acc": fitted.validation_accuracy[fitted.best_epoch],
+            **metrics,
+        }
 
-    def run(self, specs: list[RunSpec], progress: bool = True) -> SweepSummary:
+    def run(self, specs: list[RunSpec]) -> SweepSummary:
         """Run every spec without a record; a failure is recorded and the sweep goes on."""
         summary = SweepSummary()
         todo = [spec for spec in specs if not self.store.has_record(spec)]
         summary.skipped = len(specs) - len(todo)
-        bar = tqdm(todo, desc="suite", unit="run", disable=not progress)
+        bar = tqdm(todo, desc="suite", unit="run", disable=not self.progress)
         for spec in bar:
             bar.set_postfix_str(run_label(spec))
             try:

@@ -53,10 +53,10 @@ def records_table(records: list[RunRecord]) -> pd.DataFrame:
 
 
 def leaderboard(table: pd.DataFrame) -> pd.DataFrame:
-    """Rows (method, teacher, student); columns: target accuracy (%) per pair, their mean,
+    """Rows (method, protocol, teacher, student); columns: target accuracy (%) per pair, their mean,
     the held-out-domain mean, seeds and wall time. Reference rows (the teacher) come first,
     then methods by mean target accuracy."""
-    index = ["method", "teacher", "student"]
+    index = ["method", "protocol", "teacher", "student"]
     per_pair = table.pivot_table(index=index, columns="pair", values="target_acc", aggfunc="mean")
     pairs = list(dict.fromkeys(table["pair"]))
     board = per_pair[pairs] * 100

@@ -1,18 +1,27 @@
-"""The training loop: sums a method's named loss terms; knows nothing of any method."""
+"""One run's training: the teacher on its source, the student with a method.
+
+The loop sums a method's named loss terms and knows nothing of any method.
+"""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from benchmark.config import Recipe
+from benchmark.config import Recipe, RunSpec, TeacherSpec
+from benchmark.data.domains import domain_info
+from benchmark.data.provider import SplitProvider
 from benchmark.data.tensors import DeviceSplit, batches
 from benchmark.errors import XdkdError
+from benchmark.evaluate import accuracy
 from benchmark.methods.base import Batch, Method
+from benchmark.methods.source_only import SourceOnly
+from benchmark.models import create_backbone
+from benchmark.seeding import derive_seed, generator
 
 
 class DivergedError(XdkdError):
@@ -50,6 +59,17 @@ def steps_per_epoch(data: TrainData, batch_size: int) -> int:
     return max(1, len(data.source) // min(batch_size, len(data.source)))
 
 
+@dataclass
+class FitResult:
+    """The last step's loss terms and, when a validation split was given, the state of the
+    epoch with the best source-validation accuracy (the training-domain validation rule)."""
+
+    terms: dict[str, float]
+    validation_accuracy: list[float] = field(default_factory=list)
+    best_epoch: int | None = None
+    best_state: dict[str, torch.Tensor] | None = None
+
+
 def fit(
     student: nn.Module,
     teacher: nn.Module | None,
@@ -58,9 +78,12 @@ def fit(
     recipe: Recipe,
     generator: torch.Generator,
     label: str,
-) -> dict[str, float]:
-    """Train `student` with `method` for `recipe.epochs`; returns the last step's loss terms."""
-    total_steps = recipe.epochs * steps_per_epoch(data, recipe.batch_size)
+    validation: DeviceSplit | None = None,
+    progress: bool = True,
+) -> FitResult:
+    """Train `student` with `method` for `recipe.epochs`, validating after every epoch."""
+    epoch_steps = steps_per_epoch(data, recipe.batch_size)
+    total_steps = recipe.epochs * epoch_steps
     source = batches(data.source, recipe.batch_size, generator, recipe.augment)
     target = (
         batches(data.target, recipe.batch_size, generator, recipe.augment) if data.target else None
@@ -83,7 +106,15 @@ def fit(
     params = [p for p in [*student.parameters(), *method.parameters()] if p.requires_grad]
     optimizer, scheduler = make_optimizer(params, recipe, total_steps)
     terms: dict[str, float] = {}
-    bar = tqdm(range(total_steps), desc=label, leave=False, unit="step", mininterval=1.0)
+    result = FitResult(terms)
+    bar = tqdm(
+        range(total_steps),
+        desc=label,
+        leave=False,
+        unit="step",
+        mininterval=1.0,
+        disable=not progress,
+    )
     for step in bar:
         losses = method.losses(student, teacher, next_batch(step))
         total = sum(losses.values())
@@ -100,8 +131,15 @@ def fit(
         scheduler.step()
         if step % 20 == 0:
             bar.set_postfix({name: f"{value:.3f}" for name, value in terms.items()})
+        if validation is not None and (step + 1) % epoch_steps == 0:
+            score = accuracy(student, validation)
+            if not result.validation_accuracy or score > max(result.validation_accuracy):
+                result.best_epoch = len(result.validation_accuracy)
+                result.best_state = {k: v.detach().clone() for k, v in student.state_dict().items()}
+            result.validation_accuracy.append(score)
     student.eval()
-    return terms
+    result.terms = terms
+    return result
 
 
 def freeze(model: nn.Module) -> nn.Module:
@@ -110,3 +148,61 @@ def freeze(model: nn.Module) -> nn.Module:
     for param in model.parameters():
         param.requires_grad_(False)
     return model
+
+
+def train_teacher(
+    spec: TeacherSpec, splits: SplitProvider, device: torch.device, progress: bool = True
+) -> tuple[nn.Module, FitResult]:
+    """A fresh teacher trained on its source's train split (last epoch kept)."""
+    torch.manual_seed(derive_seed(spec.seed, "teacher-init", spec.backbone.name))
+    model = create_backbone(spec.backbone, domain_info(spec.source).num_classes).to(device)
+    source = splits.split(spec.source, "train", spec.image_size, spec.source_validation)
+    result = fit(
+        model,
+        None,
+        SourceOnly("source_only"),
+        TrainData(source, None, False),
+        spec.recipe,
+        generator(spec.seed, device, "teacher", spec.source, spec.backbone.name),
+        label=f"teacher {spec.backbone.name} on {spec.source}",
+        progress=progress,
+    )
+    return model, result
+
+
+def train_student(
+    spec: RunSpec,
+    teacher: nn.Module | None,
+    method: Method,
+    splits: SplitProvider,
+    device: torch.device,
+    progress: bool = True,
+) -> tuple[nn.Module, FitResult]:
+    """A fresh student trained with `method`; target images and labels as the protocol
+    grants them; validated on the held-out source validation split after every epoch."""
+    size, holdout = spec.image_size, spec.source_validation
+    torch.manual_seed(derive_seed(spec.seed, "student-init", spec.student.name))
+    student = create_backbone(spec.student, domain_info(spec.pair.target).num_classes)
+    student = student.to(device)
+    target = None
+    if spec.protocol != "zero_shot":
+        target = splits.split(spec.pair.target, "train", size)
+    data = TrainData(
+        splits.split(spec.pair.source, "train", size, holdout),
+        target,
+        target_labelled=spec.protocol == "labelled_target" or method.needs_target_labels,
+    )
+    validation = splits.split(spec.pair.source, "val", size, holdout) if holdout else None
+    torch.manual_seed(derive_seed(spec.seed, "student-train", spec.key))
+    result = fit(
+        student,
+        teacher,
+        method,
+        data,
+        spec.student_recipe,
+        generator(spec.seed, device, "student", spec.key),
+        label=f"{spec.method.name} {spec.student.name} {spec.pair.label}",
+        validation=validation,
+        progress=progress,
+    )
+    return student, result

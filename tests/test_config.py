@@ -4,7 +4,7 @@ import pytest
 
 from benchmark.config import RunSpec, load_suite
 from benchmark.errors import XdkdError
-from benchmark.harness import expand
+from benchmark.harness import expand, method_protocols
 
 QUICK = Path(__file__).resolve().parents[1] / "baselines" / "quick.yaml"
 
@@ -88,3 +88,8 @@ def test_a_protocol_a_method_cannot_run_under_is_refused_at_expansion(tmp_path, 
     suite = load_text(tmp_path, GOOD + "protocol: zero_shot\n")
     with pytest.raises(XdkdError, match="method 'kd' cannot run under protocol 'zero_shot'"):
         expand(suite)
+    both = load_text(tmp_path, GOOD + "protocol: [uda, zero_shot]\n")
+    runnable, notes = method_protocols(both)
+    assert runnable == {"kd": ["uda"], "source_only": ["uda", "zero_shot"]}
+    assert notes == ["method 'kd' skipped under protocol 'zero_shot' (it supports uda)"]
+    assert sorted(s.protocol for s in expand(both)) == ["uda", "uda", "zero_shot"]

@@ -16,7 +16,7 @@ CPU = torch.device("cpu")
 
 def run(suite_path, out, **kwargs):
     suite = load_suite(suite_path, kwargs.get("overrides"))
-    return Harness(RunStore(out), CPU).run(expand(suite), progress=False)
+    return Harness(RunStore(out), CPU, progress=False).run(expand(suite))
 
 
 def test_runs_write_records_then_a_rerun_skips_them(tiny_suite, tmp_path):

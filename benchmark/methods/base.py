@@ -50,6 +50,9 @@ class Method(nn.Module):
     # Only an oracle sees target labels outside the `labelled_target` protocol; its rows are
     # marked as references, never ranked.
     needs_target_labels: ClassVar[bool] = False
+    # A method that turns the teacher itself into the evaluated network (feature transfer)
+    # gets the teacher's backbone as its student, whatever the suite's students are.
+    student_is_teacher_architecture: ClassVar[bool] = False
 
     def __init__(self, name: str, **params: Any) -> None:
         super().__init__()

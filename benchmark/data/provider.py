@@ -1,0 +1,47 @@
+"""Device-resident splits for a sweep: each (domain, part, size) is loaded and moved once.
+
+Parts: `test`; `train` and `val`, where `val` is a seeded stratified share of the published
+train split held out for training-domain validation (DomainBed's rule), and `train` is the
+rest. With a validation share of 0 there is no `val` and `train` is the whole train split.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from benchmark.data.domains import domain_info, load_domain
+from benchmark.data.tensors import DeviceSplit
+from benchmark.seeding import name_seed
+
+
+def holdout_indices(labels: np.ndarray, group: str, share: float) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, held out): `share` of every class held out, drawn with a per-domain seed."""
+    rng = np.random.default_rng(name_seed(f"{group}/validation"))
+    kept, held = [], []
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        count = int(round(len(members) * share))
+        held.append(members[:count])
+        kept.append(members[count:])
+    return np.sort(np.concatenate(kept)), np.sort(np.concatenate(held))
+
+
+class SplitProvider:
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self._splits: dict[tuple[str, str, int, float], DeviceSplit] = {}
+
+    def split(self, domain: str, part: str, size: int, validation: float = 0.0) -> DeviceSplit:
+        key = (domain, part, size, validation if part != "test" else 0.0)
+        if key not in self._splits:
+            arrays = load_domain(domain)
+            if part == "test":
+                images, labels = arrays.test_images, arrays.test_labels
+            else:
+                group = domain_info(domain).entry.split_group or domain
+                kept, held = holdout_indices(arrays.train_labels, group, validation)
+                index = held if part == "val" else kept
+                images, labels = arrays.train_images[index], arrays.train_labels[index]
+            self._splits[key] = DeviceSplit.from_numpy(images, labels, self.device, size)
+        return self._splits[key]

@@ -1,0 +1,53 @@
+"""`pkt`: Passalis & Tefas, "Learning Deep Representations with Probabilistic Knowledge
+Transfer", ECCV 2018.
+
+The student matches the teacher's probability distribution of neighbours rather than its
+features: within the batch, cosine similarities mapped to [0, 1] and normalised per row
+give conditional probabilities p(j | i), and the loss is the KL divergence between the
+teacher's and the student's, averaged over all b^2 entries (eps 1e-7, as the authors' code).
+It works on the pooled features, whatever their widths. Defaults: weight 30000, CE weight 1
+(RepDistiller's CIFAR-100 setting, kept as published: a mean over b^2 entries, the loss is
+small, hence the large weight).
+
+The PKT term applies to every image of the batch, source and unlabelled target, beside
+cross-entropy on the labelled source images.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from benchmark.methods.adapters import forward_pair
+from benchmark.methods.base import Batch, Method
+from benchmark.methods.registry import METHODS
+
+
+def neighbour_probabilities(features: torch.Tensor, eps: float) -> torch.Tensor:
+    """Rows of (cosine similarity + 1) / 2, normalised to sum to 1."""
+    unit = features / (features.norm(dim=1, keepdim=True) + eps)
+    similarity = (unit @ unit.T + 1) / 2
+    return similarity / similarity.sum(dim=1, keepdim=True)
+
+
+def pkt_loss(student: torch.Tensor, teacher: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+    """Mean over entries of p_t * log((p_t + eps) / (p_s + eps))."""
+    student_probs = neighbour_probabilities(student, eps)
+    teacher_probs = neighbour_probabilities(teacher, eps)
+    return (teacher_probs * torch.log((teacher_probs + eps) / (student_probs + eps))).mean()
+
+
+@METHODS.register("pkt")
+class PKT(Method):
+    family = "feature"
+    paper = "Passalis & Tefas ECCV 2018, Probabilistic Knowledge Transfer"
+    defaults = {"ce_weight": 1.0, "weight": 30000.0}
+
+    def losses(
+        self, student: nn.Module, teacher: nn.Module | None, batch: Batch
+    ) -> dict[str, torch.Tensor]:
+        student_out, teacher_out = forward_pair(student, teacher, batch.all_images())
+        ce = F.cross_entropy(student_out.logits[: len(batch.source_labels)], batch.source_labels)
+        pkt = pkt_loss(student_out.pooled, teacher_out.pooled)
+        return {"ce": self.params["ce_weight"] * ce, "pkt": self.params["weight"] * pkt}

@@ -1,0 +1,289 @@
+"""The cross-domain and transfer methods: shared parts checked against hand-computed values,
+each method's own rules (masks, protocols, weight copying), and one step of each on tiny nets."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import timm
+import torch
+from torch import nn
+
+from benchmark.config import Suite
+from benchmark.errors import XdkdError
+from benchmark.harness import expand
+from benchmark.methods import METHODS, Batch, Method
+from benchmark.methods.dine import (
+    adaptive_label_smoothing,
+    information_maximisation_loss,
+    memory_target,
+)
+from benchmark.methods.mean_teacher import (
+    class_balance_loss,
+    confidence_mask,
+    self_ensembling_loss,
+)
+from benchmark.methods.parts import (
+    EmaCopy,
+    coral_loss,
+    dann_lambda,
+    gaussian_mmd,
+    reverse_gradient,
+)
+from benchmark.methods.pseudo_label_kd import pseudo_label_loss
+from benchmark.train import freeze
+
+NEED_TARGET_IMAGES = [
+    "target_oracle",
+    "kd_target",
+    "adversarial_kd",
+    "mmd_kd",
+    "coral_kd",
+    "mean_teacher",
+    "pseudo_label_kd",
+    "dine",
+]
+NEED_TARGET_LABELS = ["finetune", "feature_transfer"]
+ALL_OURS = NEED_TARGET_IMAGES + NEED_TARGET_LABELS
+
+
+def tiny_batch(labelled: bool = True, progress: float = 0.3) -> Batch:
+    gen = torch.Generator().manual_seed(0)
+    return Batch(
+        source_images=torch.randn(4, 3, 32, 32, generator=gen).clamp(-1, 1),
+        source_labels=torch.randint(0, 10, (4,), generator=gen),
+        target_images=torch.randn(4, 3, 32, 32, generator=gen).clamp(-1, 1),
+        target_labels=torch.randint(0, 10, (4,), generator=gen) if labelled else None,
+        progress=progress,
+    )
+
+
+def network(name: str, seed: int, **kwargs) -> nn.Module:
+    torch.manual_seed(seed)
+    return timm.create_model(name, num_classes=10, **kwargs)
+
+
+def make(name: str, **params) -> Method:
+    return METHODS.get(name)(name, **params)
+
+
+# --- shared parts -------------------------------------------------------------------------
+
+
+def test_gradient_reversal_is_identity_forward_and_flips_and_scales_backward():
+    features = torch.tensor([1.0, -2.0, 3.0], requires_grad=True)
+    weights = torch.tensor([0.5, 1.0, -4.0])
+    reversed_features = reverse_gradient(features, 0.25)
+    assert torch.equal(reversed_features, features)
+    (reversed_features * weights).sum().backward()
+    assert torch.allclose(features.grad, torch.tensor([-0.125, -0.25, 1.0]))
+
+
+def test_dann_ramp_at_start_middle_and_end():
+    # 2 / (1 + exp(-10 p)) - 1 = tanh(5 p)
+    assert dann_lambda(0.0) == 0.0
+    assert dann_lambda(0.5) == pytest.approx(0.9866142981514303, abs=1e-12)
+    assert dann_lambda(1.0) == pytest.approx(0.9999092042625951, abs=1e-12)
+
+
+def test_ema_copy_averages_parameters_and_leaves_the_original_alone():
+    model = nn.Linear(1, 1, bias=False)
+    nn.init.constant_(model.weight, 1.0)
+    ema = EmaCopy(model, decay=0.9)
+    assert not any(p.requires_grad for p in ema.parameters())
+    nn.init.constant_(model.weight, 3.0)
+    ema.update(model)  # 0.9 * 1 + 0.1 * 3
+    assert float(ema.model.weight) == pytest.approx(1.2)
+    ema.update(model)  # 0.9 * 1.2 + 0.1 * 3
+    assert float(ema.model.weight) == pytest.approx(1.38)
+    assert float(model.weight.detach()) == 3.0
+
+
+def test_ema_copy_keeps_its_own_batchnorm_statistics():
+    model = nn.BatchNorm1d(2)
+    ema = EmaCopy(model, decay=0.5)
+    model.running_mean.fill_(4.0)
+    ema.update(model)
+    assert torch.equal(ema.model.running_mean, torch.zeros(2))
+
+
+def test_mmd_is_zero_for_identical_samples_and_grows_with_the_shift():
+    gen = torch.Generator().manual_seed(0)
+    source = torch.randn(16, 4, generator=gen)
+    same = gaussian_mmd(source, source.clone())
+    near = gaussian_mmd(source, torch.randn(16, 4, generator=gen))
+    far = gaussian_mmd(source, torch.randn(16, 4, generator=gen) + 3.0)
+    assert abs(float(same)) < 1e-6
+    assert float(far) > float(near) > 0
+
+
+def test_mmd_worked_by_hand_in_one_dimension():
+    # points 0 and 1: squared distance 1, mean off-diagonal distance 1 = base bandwidth.
+    # one kernel: K_ss = K_tt = 1, K_st = e^-1 -> 2 - 2/e
+    one = gaussian_mmd(torch.tensor([[0.0]]), torch.tensor([[1.0]]), kernel_num=1)
+    assert float(one) == pytest.approx(2 - 2 / math.e, abs=1e-6)
+    # five kernels, bandwidths 1/4 .. 4: K_ss = K_tt = 5, K_st = sum exp(-1/b)
+    cross = sum(math.exp(-1 / b) for b in (0.25, 0.5, 1.0, 2.0, 4.0))
+    five = gaussian_mmd(torch.tensor([[0.0]]), torch.tensor([[1.0]]))
+    assert float(five) == pytest.approx(10 - 2 * cross, abs=1e-5)
+
+
+def test_coral_worked_by_hand_for_2x2_covariances():
+    # source: square corners, C_s = diag(4/3, 4/3); target: (0,0), (1,1), C_t = [[.5,.5],[.5,.5]]
+    # ||C_s - C_t||^2 = 2 (5/6)^2 + 2 (1/2)^2 = 17/9; / (4 d^2) = 17/144
+    source = torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 2.0], [2.0, 2.0]])
+    target = torch.tensor([[0.0, 0.0], [1.0, 1.0]])
+    assert float(coral_loss(source, target)) == pytest.approx(17 / 144, abs=1e-6)
+    assert float(coral_loss(source, source + 5.0)) == pytest.approx(0.0, abs=1e-6)
+
+
+# --- the methods' own rules ---------------------------------------------------------------
+
+
+def test_mean_teacher_mask_and_consistency_worked_by_hand():
+    teacher = torch.tensor([[0.97, 0.03], [0.6, 0.4]])
+    student = torch.tensor([[0.5, 0.5], [0.0, 1.0]])
+    mask = confidence_mask(teacher, 0.968)
+    assert mask.tolist() == [1.0, 0.0]
+    # row 0: (0.47^2 + 0.47^2) / 2 = 0.2209; row 1 masked; mean over both rows
+    assert float(self_ensembling_loss(student, teacher, mask)) == pytest.approx(0.11045)
+    # class balance: BCE of each class's mean probability against 1/K, times K, times the
+    # confident fraction. Uniform predictions: 2 ln 2. Here the mean is (1/4, 3/4), both
+    # classes give -(ln(1/4) + ln(3/4)) / 2, times K = 2, times the mask mean 1/2.
+    uniform = class_balance_loss(torch.full((2, 2), 0.5), torch.ones(2))
+    assert float(uniform) == pytest.approx(2 * math.log(2), abs=1e-5)
+    expected = -(math.log(0.25) + math.log(0.75)) / 2
+    assert float(class_balance_loss(student, mask)) == pytest.approx(expected, abs=1e-5)
+
+
+def test_mean_teacher_pure_french_variant_runs_without_the_teacher():
+    student = network("lenet", 0)
+    method = make("mean_teacher", kd_weight=0.0)
+    batch = tiny_batch()
+    initial_bias = student.fc.bias.detach().clone()
+    method.setup(student, None, batch)
+    nn.init.constant_(student.fc.bias, 1.0)
+    terms = method.losses(student, None, batch)
+    assert set(terms) == {"ce", "consistency", "class_balance"}
+    # the EMA copy moved 1% of the way to the student's new bias, inside `losses`
+    assert torch.allclose(method.ema.model.fc.bias, 0.99 * initial_bias + 0.01)
+
+
+def test_pseudo_labels_count_only_confident_teacher_predictions():
+    teacher = torch.tensor([[5.0, 0.0], [0.5, 0.0]])  # softmax 0.993 and 0.622
+    student = torch.zeros(2, 2)  # cross-entropy ln 2 for either label
+    assert float(pseudo_label_loss(student, teacher, 0.9)) == pytest.approx(math.log(2) / 2)
+    assert float(pseudo_label_loss(student, teacher, 0.999)) == 0.0
+
+
+def test_dine_label_smoothing_memory_and_information_maximisation_by_hand():
+    probs = torch.tensor([[0.3, 0.5, 0.2]])
+    assert torch.allclose(adaptive_label_smoothing(probs, 1), torch.tensor([[0.25, 0.5, 0.25]]))
+    assert torch.allclose(adaptive_label_smoothing(probs, 3), probs)
+    teacher, student = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]])
+    assert torch.equal(memory_target(teacher, student, 0, 0.6), teacher)
+    assert torch.allclose(memory_target(teacher, student, 2, 0.6), torch.tensor([[0.36, 0.64]]))
+    # confident and diverse: mean entropy 0, entropy of the mean ln 2
+    one_hot = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    assert float(information_maximisation_loss(one_hot)) == pytest.approx(-math.log(2))
+
+
+def test_dine_reads_only_the_teachers_outputs():
+    black_box = freeze(nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10)))
+    student = network("lenet", 0)
+    method = make("dine")
+    batch = tiny_batch()
+    method.setup(student, black_box, batch)
+    terms = method.losses(student, black_box, batch)
+    assert set(terms) == {"distill", "im", "mix"}
+    sum(terms.values()).backward()
+
+
+def test_finetune_copies_every_teacher_tensor_when_architectures_match():
+    teacher, student = freeze(network("lenet", 1)), network("lenet", 2)
+    method = make("finetune")
+    method.setup(student, teacher, tiny_batch())
+    assert len(method.copied_tensors) == len(student.state_dict())
+    for name, tensor in teacher.state_dict().items():
+        assert torch.equal(student.state_dict()[name], tensor), name
+    assert all(p.requires_grad for p in student.parameters())
+
+
+def test_finetune_copies_what_two_architectures_share_and_says_so():
+    teacher, student = freeze(network("lenet", 1)), network("dtn", 2)
+    method = make("finetune")
+    with pytest.warns(UserWarning, match=r"copied \d+ of \d+"):
+        method.setup(student, teacher, tiny_batch())
+    assert "fc.weight" in method.copied_tensors and "stages.0.0.weight" not in method.copied_tensors
+    assert torch.equal(student.fc.weight, teacher.fc.weight)
+
+
+def test_feature_transfer_trains_only_the_head_of_a_teacher_copy():
+    teacher, student = freeze(network("lenet", 1)), network("lenet", 2)
+    method = make("feature_transfer")
+    method.setup(student, teacher, tiny_batch())
+    trainable = {name for name, p in student.named_parameters() if p.requires_grad}
+    assert trainable == {"fc.weight", "fc.bias"}
+    assert torch.equal(student.stages[0][0].weight, teacher.stages[0][0].weight)
+    sum(method.losses(student, teacher, tiny_batch()).values()).backward()
+    assert student.fc.weight.grad is not None
+    with pytest.raises(XdkdError, match="teacher's architecture"):
+        make("feature_transfer").setup(network("dtn", 2), teacher, tiny_batch())
+
+
+def test_target_oracle_needs_target_labels():
+    oracle = METHODS.get("target_oracle")
+    assert oracle.needs_target_labels and not oracle.uses_teacher
+    with pytest.raises(XdkdError, match="needs target labels"):
+        make("target_oracle").losses(network("lenet", 0), None, tiny_batch(labelled=False))
+
+
+@pytest.mark.parametrize("name", NEED_TARGET_IMAGES)
+def test_methods_needing_target_images_refuse_zero_shot(name: str):
+    assert "zero_shot" not in METHODS.get(name).protocols
+
+
+@pytest.mark.parametrize("name", NEED_TARGET_LABELS)
+def test_transfer_methods_run_only_with_labelled_target(name: str):
+    assert METHODS.get(name).protocols == ("labelled_target",)
+
+
+def test_the_harness_refuses_a_zero_shot_suite_with_a_target_image_method():
+    suite = Suite(
+        name="zero",
+        pairs=[{"source": "mnist", "target": "mnistm"}],
+        teachers=["lenet"],
+        students=["lenet"],
+        methods=["mmd_kd"],
+        protocol="zero_shot",
+    )
+    with pytest.raises(XdkdError, match="cannot run under protocol 'zero_shot'"):
+        expand(suite)
+
+
+# --- one step of each method --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ALL_OURS)
+def test_one_step_gives_finite_named_terms_and_gradients(name: str):
+    teacher, student = freeze(network("lenet", 1)), network("lenet", 2)
+    method = make(name)
+    batch = tiny_batch()
+    method.setup(student, teacher, batch)
+    terms = method.losses(student, teacher, batch)
+    assert terms and all(torch.isfinite(value) and value.ndim == 0 for value in terms.values())
+    sum(terms.values()).backward()
+    trainable = [p for p in [*student.parameters(), *method.parameters()] if p.requires_grad]
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in trainable)
+
+
+def test_adversarial_kd_sizes_its_discriminator_from_any_student():
+    teacher = freeze(network("lenet", 1))
+    student = network("vit_tiny_patch16_224", 2, img_size=32, patch_size=4, depth=2)
+    method = make("adversarial_kd")
+    batch = tiny_batch(progress=0.5)
+    method.setup(student, teacher, batch)
+    assert method.discriminator[0].in_features == student.num_features
+    sum(method.losses(student, teacher, batch).values()).backward()
+    assert method.discriminator[0].weight.grad is not None

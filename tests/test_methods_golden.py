@@ -1,0 +1,64 @@
+"""Each distillation loss on fixed small inputs equals the value the papers' formulas give.
+
+The expected values in `fixtures/golden_losses.json` were computed in plain numpy by
+`fixtures/make_golden.py`, independently of the torch code. The losses run in float64 here,
+so a mismatch beyond 1e-5 is a formula error, not rounding.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from benchmark.methods.at import at_loss
+from benchmark.methods.crd import crd_nce_loss
+from benchmark.methods.dist import dist_loss
+from benchmark.methods.dkd import dkd_loss
+from benchmark.methods.fitnet import fitnet_loss
+from benchmark.methods.kd import kd_loss
+from benchmark.methods.kd_ls import kd_ls_loss
+from benchmark.methods.pkt import pkt_loss
+from benchmark.methods.rkd import rkd_angle_loss, rkd_distance_loss
+from benchmark.methods.sp import sp_loss
+from benchmark.methods.vid import vid_loss
+
+GOLDEN = Path(__file__).parent / "fixtures" / "golden_losses.json"
+LOSSES: dict[str, Callable[..., torch.Tensor]] = {
+    "kd_loss": kd_loss,
+    "dkd_loss": dkd_loss,
+    "dist_loss": dist_loss,
+    "kd_ls_loss": kd_ls_loss,
+    "fitnet_loss": fitnet_loss,
+    "at_loss": at_loss,
+    "sp_loss": sp_loss,
+    "rkd_distance_loss": rkd_distance_loss,
+    "rkd_angle_loss": rkd_angle_loss,
+    "pkt_loss": pkt_loss,
+    "vid_loss": vid_loss,
+    "crd_nce_loss": crd_nce_loss,
+}
+CASES = json.loads(GOLDEN.read_text())["cases"]
+
+
+def as_tensor(value: list) -> torch.Tensor:
+    """float64 for real values, int64 for labels (numpy keeps JSON's full precision)."""
+    return torch.from_numpy(np.asarray(value))
+
+
+def test_every_loss_has_a_golden_case() -> None:
+    assert {case["loss"] for case in CASES} == set(LOSSES)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"{c['loss']}-{i}" for i, c in enumerate(CASES)])
+def test_loss_matches_the_numpy_value(case: dict) -> None:
+    tensors = {
+        name: [as_tensor(v) for v in value] if name.endswith("_maps") else as_tensor(value)
+        for name, value in case["tensors"].items()
+    }
+    value = LOSSES[case["loss"]](**tensors, **case["params"])
+    assert float(value) == pytest.approx(case["expected"], abs=1e-5)
