@@ -8,6 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from benchmark.cli_report import add_report_commands
 from benchmark.errors import XdkdError
 
 EPILOG = "Docs: README.md. Every command takes --help."
@@ -99,6 +100,35 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_corruptions(args: argparse.Namespace) -> int:
+    from benchmark.corruptions import CORRUPTIONS, corruption_names
+
+    if args.action == "show":
+        from benchmark.corruptions.grid import save_corruption_grid
+        from benchmark.data.domains import load_domain
+
+        if not args.domain:
+            raise XdkdError(
+                "xdkd corruptions show needs a DOMAIN, e.g. xdkd corruptions show mnistm"
+            )
+        images = load_domain(args.domain).test_images
+        if not 0 <= args.index < len(images):
+            raise XdkdError(
+                f"--index {args.index} is outside {args.domain}'s test split (0..{len(images) - 1})"
+            )
+        out = Path(args.out or f"{args.domain}-corruptions.png")
+        title = f"{args.domain} test image {args.index}: every corruption at severities 1-5"
+        save_corruption_grid(images[args.index], out, title)
+        print(f"wrote {out}")
+        return 0
+    print(f"{'corruption':<18} {'group':<11} severities  in mCA/mCE")
+    for name in corruption_names():
+        entry = CORRUPTIONS.get(name)
+        counted = "yes" if entry.counted else "no"
+        print(f"{name:<18} {entry.group:<11} {len(entry.severities):>10}  {counted}")
+    return 0
+
+
 def cmd_backbones(args: argparse.Namespace) -> int:
     from benchmark.models import backbone_names
 
@@ -172,12 +202,25 @@ def build_parser() -> argparse.ArgumentParser:
     datasets.add_argument("--count", type=int, default=64, help="images in the grid")
     datasets.set_defaults(handler=cmd_datasets)
 
+    corruptions = commands.add_parser(
+        "corruptions",
+        help="list corruptions, or draw every corruption at every severity for one image",
+        description="list: every corruption with its group and severities; "
+        "show DOMAIN --out grid.png [--index I]: one test image under every corruption",
+    )
+    corruptions.add_argument("action", nargs="?", default="list", choices=["list", "show"])
+    corruptions.add_argument("domain", nargs="?")
+    corruptions.add_argument("--out", help="PNG path for show (default: DOMAIN-corruptions.png)")
+    corruptions.add_argument("--index", type=int, default=0, help="test image index (default 0)")
+    corruptions.set_defaults(handler=cmd_corruptions)
+
     backbones = commands.add_parser("backbones", help="list backbone names (glob pattern)")
     backbones.add_argument("pattern", nargs="?", default="*")
     backbones.set_defaults(handler=cmd_backbones)
 
     methods = commands.add_parser("methods", help="list methods with family, protocols, defaults")
     methods.set_defaults(handler=cmd_methods)
+    add_report_commands(commands)
     return parser
 
 

@@ -114,9 +114,19 @@ class Suite(Strict):
     protocol: list[Protocol] = Field(["uda"], min_length=1)
     image_size: int = Field(32, ge=8)
     source_validation: float = Field(0.1, ge=0, lt=1)
+    corruptions: list[str] = Field(default_factory=lambda: ["benchmark", "shape"])
+    corruption_images: int = Field(1000, ge=0)
     teacher_recipe: Recipe = Recipe()
     student_recipe: Recipe = Recipe()
     teacher_floor: float = Field(0.7, ge=0, le=1)
+
+    @field_validator("corruptions")
+    @classmethod
+    def known_corruptions(cls, entries: list[str]) -> list[str]:
+        from benchmark.robustness import resolve_corruptions
+
+        _as_value_error(resolve_corruptions, entries)
+        return entries
 
     @field_validator("protocol", mode="before")
     @classmethod
@@ -156,6 +166,8 @@ class RunSpec(Strict):
     protocol: Protocol
     image_size: int
     source_validation: float
+    corruptions: list[str]
+    corruption_images: int
     teacher_recipe: Recipe
     student_recipe: Recipe
     teacher_floor: float

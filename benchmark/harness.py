@@ -24,6 +24,7 @@ from benchmark.evaluate import accuracy, domain_metrics
 from benchmark.methods import METHODS, create_method
 from benchmark.models import create_backbone
 from benchmark.provenance import device_description, provenance
+from benchmark.robustness import resolve_corruptions, robustness_summary
 from benchmark.store import RunStore
 from benchmark.train import FitResult, freeze, train_student, train_teacher
 
@@ -75,6 +76,8 @@ def expand(suite: Suite) -> list[RunSpec]:
                                 protocol=protocol,
                                 image_size=suite.image_size,
                                 source_validation=suite.source_validation,
+                                corruptions=suite.corruptions,
+                                corruption_images=suite.corruption_images,
                                 teacher_recipe=suite.teacher_recipe,
                                 student_recipe=suite.student_recipe,
                                 teacher_floor=suite.teacher_floor,
@@ -178,10 +181,23 @@ class Harness:
             "peak_memory_mb": memory_mb,
             **model_cost(network, spec.image_size, self.device),
         }
+        robustness: dict[str, object] = {}
+        if spec.corruptions and spec.corruption_images:
+            clean, corrupted = self.splits.corrupted(
+                spec.pair.target,
+                spec.image_size,
+                spec.corruption_images,
+                resolve_corruptions(spec.corruptions),
+            )
+            robustness, robust_metrics = robustness_summary(
+                network, clean, corrupted, self.eval_batch_size
+            )
+            metrics |= robust_metrics
         return RunRecord(
             key=spec.key,
             spec=spec,
             metrics=metrics,
+            robustness=robustness,
             selected=self._selected_metrics(network, fitted, spec),
             teacher={
                 "key": teacher_info["key"],
@@ -217,6 +233,8 @@ class Harness:
         summary = SweepSummary()
         todo = [spec for spec in specs if not self.store.has_record(spec)]
         summary.skipped = len(specs) - len(todo)
+        if summary.skipped:
+            tqdm.write(f"{summary.skipped} of {len(specs)} runs already recorded, skipped")
         bar = tqdm(todo, desc="suite", unit="run", disable=not self.progress)
         for spec in bar:
             bar.set_postfix_str(run_label(spec))

@@ -1,128 +1,229 @@
-"""Leaderboards from run records: a tidy table, then a pivot per (method, teacher, student).
+"""`xdkd report`: every artefact of a set of runs, in one directory.
 
-Numbers are target-domain top-1 accuracy of the last-epoch model (the selection rule is
-written in every caption), mean over seeds.
+records.csv/.parquet (one row per run), summary.csv/.parquet (per cell and metric: n, mean,
+standard error, 95% t-interval over seeds), leaderboard.csv/.md/.tex, comparison.csv,
+plots/*.png|pdf and index.html (tables and plots in one self-contained page).
+`write_leaderboard` is what `xdkd run` calls after a suite.
 """
 
 from __future__ import annotations
 
+import base64
+import html
+import textwrap
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
+from benchmark.board import Board, floor_warnings, leaderboard
 from benchmark.config import RunRecord
-from benchmark.methods import METHODS
+from benchmark.plots import Plot, write_plots
+from benchmark.render import (
+    board_html,
+    board_latex,
+    comparison_text,
+    html_table,
+    latex,
+    markdown,
+    number,
+    terminal,
+)
+from benchmark.stats import (
+    TIE_POINTS,
+    WILCOXON_MIN_N,
+    effective_robustness,
+    paired_comparison,
+    summarise,
+)
+from benchmark.tidy import CELL, SELECTION_RULES, records_table, severity_table
 
-SELECTION_RULE = "last epoch (no model selection)"
-
-
-def is_reference(method: str) -> bool:
-    """The teacher and the target-label oracle are references: shown, never ranked."""
-    cls = METHODS.get(method)
-    return not cls.trains_student or cls.needs_target_labels
-
-
-def records_table(records: list[RunRecord]) -> pd.DataFrame:
-    """One row per run, every metric a column."""
-    rows = []
-    for record in records:
-        spec = record.spec
-        rows.append(
-            {
-                "suite": spec.suite,
-                "key": record.key,
-                "pair": spec.pair.label,
-                "source": spec.pair.source,
-                "target": spec.pair.target,
-                "method": spec.method.name,
-                "family": METHODS.get(spec.method.name).family,
-                "teacher": spec.teacher.name,
-                "student": spec.student.name,
-                "seed": spec.seed,
-                "protocol": spec.protocol,
-                **record.metrics,
-                "teacher_source_acc": record.teacher["source_accuracy"],
-                "teacher_below_floor": record.teacher["below_floor"],
-                "teacher_floor": record.teacher["floor"],
-                "wall_time_s": record.wall_time_s,
-                "device": record.device,
-                "code": record.provenance["code"],
-            }
-        )
-    return pd.DataFrame(rows)
+NOT_METRICS = ("seed", "teacher_floor")
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1300px; color: #222; }
+table.table { border-collapse: collapse; margin: 1em 0; font-size: 13px; }
+table.table caption { caption-side: bottom; text-align: left; color: #555; padding-top: .5em; }
+table.table th, table.table td { padding: 3px 8px; border-bottom: 1px solid #ddd; }
+table.table td { text-align: right; white-space: nowrap; }
+table.table th { background: #f3f3f3; border-bottom: 2px solid #888; }
+figure { margin: 1em 0; } img { max-width: 100%; } .meta, .notes { color: #555; }
+"""
 
 
-def leaderboard(table: pd.DataFrame) -> pd.DataFrame:
-    """Rows (method, protocol, teacher, student); columns: target accuracy (%) per pair, their mean,
-    the held-out-domain mean, seeds and wall time. Reference rows (the teacher) come first,
-    then methods by mean target accuracy."""
-    index = ["method", "protocol", "teacher", "student"]
-    per_pair = table.pivot_table(index=index, columns="pair", values="target_acc", aggfunc="mean")
-    pairs = list(dict.fromkeys(table["pair"]))
-    board = per_pair[pairs] * 100
-    board["mean"] = board[pairs].mean(axis=1)
-    grouped = table.groupby(index)
-    board["held-out mean"] = grouped["heldout_mean_acc"].mean() * 100
-    board["seeds"] = grouped["seed"].nunique()
-    board["train s"] = grouped["train_wall_time_s"].sum()
-    board = board.reset_index()
-    board["reference"] = board["method"].map(is_reference)
-    board = board.sort_values(["reference", "mean"], ascending=[False, False])
-    return board.reset_index(drop=True)
+@dataclass
+class Report:
+    """What a report is made of; every output format is rendered from this."""
+
+    table: pd.DataFrame
+    board: Board
+    comparison: pd.DataFrame
+    comparison_caption: str
+    notes: list[str]
+    plots: list[Plot]
+    footer: str
+    summary: pd.DataFrame
+
+    @property
+    def title(self) -> str:
+        return f"XDKD-Bench report: {', '.join(sorted(set(self.table['suite']))) or 'runs'}"
+
+    @property
+    def shown_comparison(self) -> pd.DataFrame | None:
+        return None if self.comparison.empty else comparison_text(self.comparison)
 
 
-def floor_warnings(table: pd.DataFrame) -> list[str]:
-    """One line per teacher under its floor: every student distilled from it is suspect."""
-    low = table[table["teacher_below_floor"]].drop_duplicates(["teacher", "source", "seed"])
-    return [
-        f"teacher {row.teacher} on {row.source} (seed {row.seed}) reached "
-        f"{100 * row.teacher_source_acc:.1f}% on its own test split, under the floor "
-        f"{100 * row.teacher_floor:.0f}%: results distilled from it are not meaningful"
-        for row in low.itertuples()
-    ]
-
-
-def formatted(board: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
-    """Percentages to one decimal; a teacher under its floor is marked with '!'."""
-    shown = board.drop(columns=["reference"]).copy()
-    low_pairs = set(table.loc[table["teacher_below_floor"], "pair"])
-    for column in shown.columns:
-        if shown[column].dtype.kind == "f" and column != "train s":
-            shown[column] = shown[column].map(lambda v: f"{v:.1f}")
-    for pair in low_pairs:
-        shown[pair] = shown[pair] + "!"
-    shown["train s"] = board["train s"].map(lambda v: f"{v:.0f}")
-    return shown
-
-
-def caption(table: pd.DataFrame) -> str:
-    protocols = ", ".join(sorted(set(table["protocol"])))
+def comparison_caption(reference: str, selection: str) -> str:
     return (
-        f"Target-domain top-1 accuracy (%), mean over seeds. Protocol: {protocols}. "
-        f"Model selection: {SELECTION_RULE}. 'held-out mean': accuracy on the family's "
-        "domains used neither as source nor as target. 'train s': training wall time "
-        "(for the teacher row, the teacher's). Reference rows (teacher, oracle) come first, "
-        "unranked."
+        f"Target accuracy minus {reference}'s, in points, per (pair, teacher, student, "
+        f"protocol, seed) cell, paired over seeds and pairs; model selection: "
+        f"{SELECTION_RULES[selection]}. W/T/L: wins, ties (|difference| < {TIE_POINTS} "
+        f"points), losses. Test: two-sided Wilcoxon signed-rank where n ≥ {WILCOXON_MIN_N}, "
+        "else paired t-test; none under 2 cells."
     )
+
+
+def run_notes(table: pd.DataFrame, errors: list[dict[str, Any]]) -> list[str]:
+    """Failed runs and teachers under their floor: what a reader must know to trust a row."""
+    notes = [
+        f"failed run {e.get('key')}: {e['spec']['method']['name']} "
+        f"{e['spec']['pair']['source']}→{e['spec']['pair']['target']} seed {e['spec']['seed']}: "
+        f"{e.get('error', '?')}"
+        for e in errors
+    ]
+    return notes + floor_warnings(table)
+
+
+def write_report(
+    records: list[RunRecord] | list[dict[str, Any]],
+    out_dir: Path,
+    command: str,
+    rows: list[str] | None = None,
+    selection: str = "last",
+    reference: str = "kd",
+    errors: list[dict[str, Any]] | None = None,
+) -> tuple[Report, str]:
+    """Compute every table and plot, write them all under `out_dir`; return the report and
+    its terminal text."""
+    table = records_table(records, selection)
+    table["eff_robustness"] = effective_robustness(table)
+    board = leaderboard(table, rows, selection)
+    compared = pd.DataFrame()
+    notes = run_notes(table, errors or []) + board.notes
+    if reference not in set(table["method"]):
+        notes.append(f"no paired comparison: no '{reference}' runs in these records")
+    else:
+        compared = paired_comparison(table, reference)
+        if compared.empty:
+            notes.append(f"no paired comparison: no method shares a cell with '{reference}'")
+    metrics = [c for c in table.select_dtypes("number").columns if c not in NOT_METRICS]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = summarise(table, CELL, metrics)
+    for name, frame in (("records", table), ("summary", summary)):
+        frame.to_csv(out_dir / f"{name}.csv", index=False)
+        frame.to_parquet(out_dir / f"{name}.parquet", index=False)
+    board.flat().to_csv(out_dir / "leaderboard.csv", index=False, float_format="%.4f")
+    compared.to_csv(out_dir / "comparison.csv", index=False, float_format="%.4f")
+    plots, plot_notes = write_plots(table, severity_table(records), out_dir / "plots")
+    report = Report(
+        table=table,
+        board=board,
+        comparison=compared,
+        comparison_caption=comparison_caption(reference, selection),
+        notes=notes + plot_notes,
+        plots=plots,
+        footer=footer_line(table, command),
+        summary=summary,
+    )
+    (out_dir / "leaderboard.md").write_text(markdown_page(report, out_dir))
+    (out_dir / "leaderboard.tex").write_text(latex_page(report))
+    (out_dir / "index.html").write_text(html_page(report))
+    return report, terminal_text(report, reference, out_dir)
+
+
+def footer_line(table: pd.DataFrame, command: str) -> str:
+    devices = ", ".join(sorted(set(table["device"]) - {""})) or "unknown device"
+    codes = ", ".join(sorted(set(table["code"]) - {""})) or "unknown"
+    return f"Made by `{command}` from runs on {devices}, code {codes}."
+
+
+def markdown_page(report: Report, out_dir: Path) -> str:
+    """The Markdown report; plots are linked relative to it, so keep the directory whole."""
+    parts = [f"# {report.title}", report.board.caption, markdown(report.board)]
+    parts += ["\n".join(f"- {note}" for note in report.notes)] if report.notes else []
+    shown = report.shown_comparison
+    if shown is not None:
+        parts += ["## Paired comparison", report.comparison_caption]
+        parts.append(shown.to_markdown(index=False, disable_numparse=True))
+    if report.plots:
+        parts.append("## Plots")
+        parts += [f"![{p.title}]({p.png.relative_to(out_dir).as_posix()})" for p in report.plots]
+    return "\n\n".join([*parts, report.footer]) + "\n"
+
+
+def latex_page(report: Report) -> str:
+    """Leaderboard and comparison as booktabs tables, ready to paste into a paper."""
+    tex = "% needs \\usepackage{booktabs}\n" + board_latex(report.board)
+    shown = report.shown_comparison
+    if shown is not None:
+        tex += "\n" + latex(shown, report.comparison_caption, "tab:xdkd-comparison", left=1)
+    return tex
+
+
+def html_page(report: Report) -> str:
+    """One self-contained page: styles inline, plots as base64 PNG, no external files."""
+    body = [f"<h1>{html.escape(report.title)}</h1>"]
+    body += [f"<p class='meta'>{html.escape(report.footer)}</p>"]
+    body += ["<h2>Leaderboard</h2>", board_html(report.board)]
+    if report.notes:
+        items = "".join(f"<li>{html.escape(note)}</li>" for note in report.notes)
+        body.append(f"<ul class='notes'>{items}</ul>")
+    shown = report.shown_comparison
+    if shown is not None:
+        body += ["<h2>Paired comparison</h2>", html_table(shown, report.comparison_caption, 1)]
+    body += ["<h2>Per cell</h2>", cell_details(report.summary)]
+    if report.plots:
+        body.append("<h2>Plots</h2>")
+    for plot in report.plots:
+        data = base64.b64encode(plot.png.read_bytes()).decode()
+        body.append(
+            f"<figure><img alt='{html.escape(plot.title)}' src='data:image/png;base64,{data}'>"
+            "</figure>"
+        )
+    head = f"<meta charset='utf-8'><title>{html.escape(report.title)}</title>"
+    return (
+        f"<!doctype html>\n<html><head>{head}<style>{STYLE}</style></head>\n<body>\n"
+        + "\n".join(body)
+        + "\n</body></html>\n"
+    )
+
+
+def cell_details(summary: pd.DataFrame) -> str:
+    """Target accuracy per cell with its 95% interval, folded away: the numbers behind the
+    leaderboard's averages."""
+    cells = summary[summary["metric"] == "target_acc"].drop(columns="metric")
+    points = cells[["mean", "se", "ci_low", "ci_high"]].mul(100).map(number)
+    shown = pd.concat([cells[CELL + ["n"]], points], axis=1)
+    shown.columns = [*CELL, "n", "mean", "se", "95% CI low", "95% CI high"]
+    table = html_table(shown.astype(str), "Target accuracy (%) per cell over seeds.", len(CELL))
+    summary_line = "<summary>Target accuracy per cell (n, mean, SE, 95% CI)</summary>"
+    return f"<details>{summary_line}{table}</details>"
+
+
+def terminal_text(report: Report, reference: str, out_dir: Path) -> str:
+    parts = [terminal(report.board), textwrap.fill(report.board.caption + " (* = best)", 100)]
+    shown = report.shown_comparison
+    if shown is not None:
+        parts += [f"against {reference} (points):", shown.to_string(index=False)]
+    parts += [f"note: {note}" for note in report.notes]
+    parts.append(f"report: {out_dir / 'index.html'}")
+    return "\n".join(parts)
 
 
 def write_leaderboard(
     records: list[RunRecord], out_dir: Path, command: str
 ) -> tuple[pd.DataFrame, str]:
-    """Write leaderboard.md, leaderboard.csv and records.csv; return (board, terminal text)."""
-    table = records_table(records)
-    board = leaderboard(table)
-    shown = formatted(board, table)
-    warnings = floor_warnings(table)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out_dir / "records.csv", index=False)
-    board.to_csv(out_dir / "leaderboard.csv", index=False, float_format="%.4f")
-    notes = "".join(f"\n! {line}" for line in warnings)
-    markdown = (
-        f"# Leaderboard: {', '.join(sorted(set(table['suite'])))}\n\n"
-        f"{caption(table)}\n\n{shown.to_markdown(index=False)}\n{notes}\n\n"
-        f"Made by `{command}` on {table['device'].iloc[0]}, code {table['code'].iloc[0]}.\n"
-    )
-    (out_dir / "leaderboard.md").write_text(markdown)
-    terminal = f"{shown.to_string(index=False)}\n{caption(table)}{notes}"
-    return board, terminal
+    """The full report with default settings; returns (leaderboard as numbers, terminal
+    text), as `xdkd run` expects."""
+    report, text = write_report(records, Path(out_dir), command)
+    return report.board.flat(), text

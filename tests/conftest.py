@@ -39,6 +39,8 @@ def tiny_suite(tmp_path: Path):
             "teacher_recipe": TINY_RECIPE,
             "student_recipe": TINY_RECIPE,
             "teacher_floor": 0.5,
+            "corruptions": ["gaussian_noise", "contrast", "rotate"],
+            "corruption_images": 200,
             **fields,
         }
         path = tmp_path / "tiny.yaml"

@@ -4,8 +4,19 @@ from benchmark.cli import main
 def test_run_prints_a_leaderboard_and_writes_it(tiny_suite, tmp_path, capsys):
     path = tiny_suite()
     results = tmp_path / "results"
-    code = main(["run", str(path), "--out", str(tmp_path / "runs"), "--results", str(results),
-                 "--no-progress", "--device", "cpu"])
+    code = main(
+        [
+            "run",
+            str(path),
+            "--out",
+            str(tmp_path / "runs"),
+            "--results",
+            str(results),
+            "--no-progress",
+            "--device",
+            "cpu",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert "mnist→mnistm" in out and "source_only" in out and "teacher" in out

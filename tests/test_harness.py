@@ -29,6 +29,18 @@ def test_runs_write_records_then_a_rerun_skips_them(tiny_suite, tmp_path):
     assert set(record["metrics"]) >= {"target_acc", "source_acc", "heldout_mean_acc"}
     assert set(record["per_domain"]) == {"mnist", "mnistm", "optdigits", "syndigits"}
     assert record["teacher"]["source_accuracy"] > 0.5
+    robustness = record["robustness"]
+    assert robustness["images"] == 200 and len(robustness["cells"]) == 5 + 5 + 1
+    assert set(robustness["per_group"]) == {"noise", "digital", "shape"}
+    assert (
+        record["metrics"]["mca"]
+        == sum(v for k, v in robustness["cells"].items() if not k.startswith("rotate")) / 10
+    )
+    assert record["metrics"]["mca_shape"] == robustness["cells"]["rotate/1"]
+    assert record["selected"]["epoch"] == 1 and 0 < record["selected"]["source_val_acc"] <= 1
+    assert {"target_ece", "target_nll", "flops", "latency_ms_b1", "params"} <= set(
+        record["metrics"]
+    )
     second = run(path, tmp_path / "runs")
     assert second.skipped == 3 and not second.done
 

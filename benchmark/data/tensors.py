@@ -36,6 +36,10 @@ class DeviceSplit:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def head(self, count: int) -> DeviceSplit:
+        """The first `count` images (a view, no copy)."""
+        return DeviceSplit(self.images[:count], self.labels[:count])
+
 
 def normalize(images: torch.Tensor) -> torch.Tensor:
     """uint8 (B, 3, H, W) -> float in [-1, 1]."""

@@ -1,0 +1,292 @@
+"""`xdkd check`: new results against a committed baseline, cell by cell, for CI.
+
+A cell is (pair, teacher, student, method, protocol); its seeds are its repeats. A change is
+signed so that worse is negative (lower ECE/NLL is better) and measured in points (percentage
+points for accuracies and ECE). A cell regresses when its change is below
+-max(abs_tol, z * SE), SE paired over seeds when both sides ran the same seeds, else from the
+two groups; the suite drifts when a metric's mean change over all cells is below -drift.
+
+Exit codes: 0 fine; 1 a regression, a failed run or drift; 3 (unless --allow-missing) cells
+missing or incomparable; 2 bad usage (raised as XdkdError). A regression outranks a missing
+cell, since it is the more urgent news.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from benchmark.errors import XdkdError
+from benchmark.stats import change_and_se
+from benchmark.tidy import CELL, cell_of, load_runs, records_table
+
+FORMAT = "xdkd-baseline/1"
+DEFAULT_METRICS = ("target_acc", "heldout_mean_acc", "mca")
+LOWER_IS_BETTER = ("ece", "nll", "mce", "latency", "memory", "time", "flops", "params")
+PERCENT = ("_acc", "mca", "_ece", "knowledge_recovery", "eff_robustness")
+STORED_SKIP = ("seed", "teacher_floor")
+NUMBERS = ("baseline", "current", "change", "se", "threshold", "paired", "n_base", "n_new")
+COMPARED = ("pass", "improved", "regressed")
+ALL = "(all)"  # the metric of a whole-cell outcome: failed, missing, new, incomparable
+OUTCOMES = ("regressed", "failed", "missing", "incomparable", "new", "improved", "pass")
+
+
+@dataclass
+class Settings:
+    """Tolerances: `abs_tol` and `z` map a metric (or '*', every other metric) to a value."""
+
+    metrics: list[str] = field(default_factory=lambda: list(DEFAULT_METRICS))
+    abs_tol: dict[str, float] = field(default_factory=lambda: {"*": 0.5})
+    z: dict[str, float] = field(default_factory=lambda: {"*": 2.0})
+    drift: float = 0.25
+    allow_missing: bool = False
+    selection: str | None = None  # None: the baseline's
+
+    def describe(self) -> str:
+        def values(mapping: dict[str, float]) -> str:
+            return ", ".join(f"{v:g}" if k == "*" else f"{k}={v:g}" for k, v in mapping.items())
+
+        return f"abs_tol {values(self.abs_tol)}; z {values(self.z)}"
+
+    def tolerance(self, metric: str) -> tuple[float, float]:
+        return self.abs_tol.get(metric, self.abs_tol["*"]), self.z.get(metric, self.z["*"])
+
+
+def sign(metric: str) -> int:
+    return -1 if any(part in metric for part in LOWER_IS_BETTER) else 1
+
+
+def scale(metric: str) -> float:
+    """Fractions are compared in percentage points, everything else in its own unit."""
+    return 100.0 if metric.endswith(PERCENT) else 1.0
+
+
+# --- the baseline file -------------------------------------------------------------------
+
+
+def baseline_from_runs(runs_dir: Path, selection: str, command: str) -> dict[str, Any]:
+    """Per cell: its configuration hash and, per seed, the run's spec hash and every metric."""
+    records, _ = load_runs(runs_dir)
+    table = records_table(records, selection)
+    metrics = [c for c in table.select_dtypes("number").columns if c not in STORED_SKIP]
+    cells = []
+    for cell, group in table.groupby(CELL, sort=True):
+        if group["config"].nunique() > 1:
+            raise XdkdError(
+                f"cell {' '.join(cell)} has runs of {group['config'].nunique()} configurations "
+                f"under {runs_dir}; point --update-baseline at one suite's runs"
+            )
+        seeds = {
+            str(row["seed"]): {"key": row["key"]}
+            | {m: float(row[m]) for m in metrics if not pd.isna(row[m])}
+            for _, row in group.iterrows()
+        }
+        config = group["config"].iloc[0]
+        cells.append({**dict(zip(CELL, cell, strict=True)), "config": config, "seeds": seeds})
+    return {
+        "format": FORMAT,
+        "selection": selection,
+        "made_by": command,
+        "code": sorted(set(table["code"]) - {""}),
+        "cells": cells,
+    }
+
+
+def write_baseline(path: Path, runs_dir: Path, selection: str, command: str) -> int:
+    """Write the baseline file; return its number of cells."""
+    baseline = baseline_from_runs(runs_dir, selection, command)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(baseline, indent=1, ensure_ascii=False) + "\n")
+    return len(baseline["cells"])
+
+
+def read_baseline(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise XdkdError(f"baseline file '{path}' not found; write one with --update-baseline")
+    try:
+        baseline = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise XdkdError(f"baseline file '{path}' is not valid JSON: {error}") from None
+    if not isinstance(baseline, dict) or baseline.get("format") != FORMAT:
+        raise XdkdError(f"'{path}' is not an xdkd baseline ({FORMAT}); remake it")
+    return baseline
+
+
+# --- comparison --------------------------------------------------------------------------
+
+
+def _seed_values(seeds: dict[str, dict[str, float]], metric: str) -> dict[str, float]:
+    factor = sign(metric) * scale(metric)
+    return {s: factor * v[metric] for s, v in seeds.items() if metric in v}
+
+
+def _metric_row(
+    base: dict[str, float], new: dict[str, float], metric: str, settings: Settings
+) -> dict[str, Any]:
+    """Outcome and numbers of one metric of a cell present on both sides."""
+    change, se, paired = change_and_se(base, new)
+    abs_tol, z = settings.tolerance(metric)
+    threshold = max(abs_tol, z * se)
+    outcome = "pass"
+    if abs(change) > threshold:
+        outcome = "improved" if change > 0 else "regressed"
+    return {
+        "outcome": outcome,
+        "baseline": sign(metric) * float(np.mean(list(base.values()))),
+        "current": sign(metric) * float(np.mean(list(new.values()))),
+        "change": change,
+        "se": se,
+        "threshold": threshold,
+        "paired": paired,
+    }
+
+
+def compare_cell(
+    cell: dict[str, Any], runs: pd.DataFrame, failed: dict[tuple, str], settings: Settings
+) -> list[dict[str, Any]]:
+    """One row per metric of a baseline cell; `runs` are the current runs of this cell."""
+    head = {c: cell[c] for c in CELL}
+    same = runs[runs["config"] == cell["config"]]
+    whole_cell = None
+    if (key := tuple(cell[c] for c in CELL)) in failed:
+        whole_cell = ("failed", failed[key])
+    elif same.empty and len(runs):
+        whole_cell = ("incomparable", f"config {cell['config']} is now {runs['config'].iloc[0]}")
+    elif same.empty:
+        whole_cell = ("missing", "no runs")
+    if whole_cell:
+        return [{**head, "metric": ALL, "outcome": whole_cell[0], "detail": whole_cell[1]}]
+    current = {str(row["seed"]): row.dropna().to_dict() for _, row in same.iterrows()}
+    rows = []
+    for metric in settings.metrics:
+        base, new = _seed_values(cell["seeds"], metric), _seed_values(current, metric)
+        if base or new:
+            row = {**head, "metric": metric, "n_base": len(base), "n_new": len(new)}
+            if base and new:
+                rows.append(row | _metric_row(base, new, metric, settings))
+            else:
+                outcome = "new" if new else "missing"
+                rows.append(row | {"outcome": outcome, "detail": f"{metric} only on one side"})
+    return rows
+
+
+def compare(
+    baseline: dict[str, Any], table: pd.DataFrame, errors: list[dict[str, Any]], settings: Settings
+) -> pd.DataFrame:
+    """Every cell of the baseline and of the current runs, one row per metric."""
+    failed = {}
+    for error in errors:
+        failed.setdefault(tuple(cell_of(error["spec"]).values()), error.get("error", "failed"))
+    groups = {key: group for key, group in table.groupby(CELL)} if len(table) else {}
+    empty = table.iloc[0:0] if len(table) else pd.DataFrame(columns=[*CELL, "config", "seed"])
+    rows = []
+    for cell in baseline["cells"]:
+        key = tuple(cell[c] for c in CELL)
+        rows += compare_cell(cell, groups.pop(key, empty), failed, settings)
+        failed.pop(key, None)
+    for key in dict.fromkeys([*groups, *failed]):
+        outcome = "failed" if key in failed else "new"
+        head = dict(zip(CELL, key, strict=True))
+        rows.append({**head, "metric": ALL, "outcome": outcome, "detail": failed.get(key, "")})
+    return pd.DataFrame(rows, columns=[*CELL, "metric", "outcome", *NUMBERS, "detail"])
+
+
+def drift(rows: pd.DataFrame, bound: float) -> pd.DataFrame:
+    """Per metric: the mean change over all compared cells, and whether it is below -bound."""
+    compared = rows[rows["outcome"].isin(COMPARED)]
+    out = compared.groupby("metric")["change"].agg(["mean", "count"]).reset_index()
+    out["drifted"] = out["mean"] < -bound
+    return out
+
+
+def exit_code(rows: pd.DataFrame, drifts: pd.DataFrame, allow_missing: bool) -> int:
+    outcomes = set(rows["outcome"])
+    if outcomes & {"regressed", "failed"} or drifts["drifted"].any():
+        return 1
+    if outcomes & {"missing", "incomparable"} and not allow_missing:
+        return 3
+    return 0
+
+
+# --- the whole check ---------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    rows: pd.DataFrame
+    drift: pd.DataFrame
+    exit_code: int
+    summary: str
+
+
+def run_check(runs_dir: Path, baseline_path: Path, settings: Settings) -> Result:
+    """Compare the runs under `runs_dir` with the baseline file."""
+    baseline = read_baseline(baseline_path)
+    selection = settings.selection or baseline["selection"]
+    records, errors = load_runs(runs_dir)
+    table = records_table(records, selection) if records else pd.DataFrame()
+    known = set(table.columns) | {
+        m for c in baseline["cells"] for s in c["seeds"].values() for m in s
+    }
+    unknown = [m for m in settings.metrics if m not in known and m not in DEFAULT_METRICS]
+    if unknown:
+        raise XdkdError(f"--metrics: no run or baseline cell has '{unknown[0]}'")
+    if selection != baseline["selection"]:
+        raise XdkdError(
+            f"the baseline was made with --selection {baseline['selection']}, not {selection}"
+        )
+    rows = compare(baseline, table, errors, settings)
+    drifts = drift(rows, settings.drift)
+    code = exit_code(rows, drifts, settings.allow_missing)
+    summary = markdown_summary(rows, drifts, code, baseline_path, runs_dir, settings)
+    return Result(rows, drifts, code, summary)
+
+
+VERDICT = {0: "PASS", 1: "REGRESSED", 3: "INCOMPLETE"}
+
+
+def markdown_summary(
+    rows: pd.DataFrame,
+    drifts: pd.DataFrame,
+    code: int,
+    baseline_path: Path,
+    runs_dir: Path,
+    settings: Settings,
+) -> str:
+    counts = rows["outcome"].value_counts().reindex(OUTCOMES, fill_value=0)
+    lines = [
+        f"## xdkd check: {VERDICT[code]} (exit {code})",
+        f"Runs in `{runs_dir}` against baseline `{baseline_path}`, "
+        f"{rows[CELL].drop_duplicates().shape[0]} cells, metrics {', '.join(settings.metrics)}. "
+        "One row per cell and metric (failed, missing, new, incomparable: one per cell). "
+        "A change is signed so worse is negative, in points; a cell regresses below "
+        f"-max(abs_tol, z·SE) ({settings.describe()}); the suite drifts "
+        f"when a metric's mean change is below -{settings.drift}.",
+        counts.rename("rows").to_frame().T.to_markdown(index=False),
+    ]
+    if len(drifts):
+        shown = drifts.rename(columns={"mean": "mean change", "count": "cells"})
+        lines.append(shown.to_markdown(index=False, floatfmt="+.2f"))
+    notable = rows[rows["outcome"] != "pass"]
+    if len(notable):
+        shown = notable.drop(columns=["paired", "n_base", "n_new"]).astype(object)
+        shown = shown.where(shown.notna(), None)
+        lines.append(shown.to_markdown(index=False, floatfmt=".2f", missingval=""))
+    return "\n\n".join(lines) + "\n"
+
+
+def write_json(result: Result, path: Path, settings: Settings) -> None:
+    """The full comparison; NaN becomes null so any JSON reader takes it."""
+    payload = {
+        "exit_code": result.exit_code,
+        "settings": settings.__dict__,
+        "drift": json.loads(result.drift.to_json(orient="records")),
+        "cells": json.loads(result.rows.to_json(orient="records", force_ascii=False)),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=1, ensure_ascii=False) + "\n")

@@ -1,0 +1,159 @@
+"""Corrupted test sets, generated once per (domain, split, image size, corruption version)
+and kept losslessly as .npy uint8 under the cache dir, like the domains themselves.
+
+Layout: `cache_dir()/corrupted/<domain>-<split>-<size>-v<N>/<corruption>-<severity>.npy`
+plus a manifest.json with the sha256 of every file and of the clean images. Every load
+verifies the bytes it reads; a cell whose bytes changed, or that is missing, is regenerated
+and the folder is rewritten atomically (a temp dir renamed into place); verified cells are
+reused as they are. Image i's seed is `derive_seed(0, domain, split, str(i))`, so each
+corrupted image is a pure function of (domain, split, index, corruption, severity).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmark.corruptions.registry import CORRUPTIONS, apply_corruption, corruption_names
+from benchmark.data.domains import cache_dir
+from benchmark.seeding import derive_seed
+
+CORRUPTION_VERSION = 1  # bump when any corruption's output changes, so every set rebuilds
+CHUNK = 256  # images per apply_corruption call: bounds memory at 224 px, never the result
+
+Cell = tuple[str, int]
+
+
+def corrupted_path(domain: str, split: str, size: int, root: Path | None = None) -> Path:
+    return (root or cache_dir()) / "corrupted" / f"{domain}-{split}-{size}-v{CORRUPTION_VERSION}"
+
+
+def image_seeds(domain: str, split: str, count: int) -> torch.Tensor:
+    """Per-image seeds named by (domain, split, index), independent of every other image."""
+    return torch.tensor([derive_seed(0, domain, split, str(i)) for i in range(count)])
+
+
+def cell_file(cell: Cell) -> str:
+    return f"{cell[0]}-{cell[1]}.npy"
+
+
+def generate_cell(
+    images: np.ndarray, name: str, severity: int, seeds: torch.Tensor, device: torch.device
+) -> np.ndarray:
+    """One corrupted set: (N, H, W, 3) uint8 in, the same shape out."""
+    out = []
+    for start in range(0, len(images), CHUNK):
+        chunk = torch.from_numpy(images[start : start + CHUNK]).permute(0, 3, 1, 2).to(device)
+        corrupted = apply_corruption(chunk, name, severity, seeds[start : start + CHUNK])
+        out.append(corrupted.permute(0, 2, 3, 1).cpu().numpy())
+    return np.concatenate(out) if out else images.copy()
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _images_digest(images: np.ndarray) -> str:
+    return _sha256(str(images.shape).encode() + np.ascontiguousarray(images).tobytes())
+
+
+def _manifest_digests(path: Path, images_digest: str) -> dict[str, str]:
+    """File name -> sha256 from the manifest; empty if there is none or it was made from
+    other clean images."""
+    manifest_path = path / "manifest.json"
+    if not manifest_path.is_file():
+        return {}
+    manifest = json.loads(manifest_path.read_text())
+    return manifest["sha256"] if manifest.get("images_sha256") == images_digest else {}
+
+
+def _read_verified(path: Path, digest: str | None) -> bytes | None:
+    if digest is None or not path.is_file():
+        return None
+    data = path.read_bytes()
+    return data if _sha256(data) == digest else None
+
+
+def _array_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _write(final: Path, files: dict[str, bytes], header: dict) -> None:
+    """Write the set into a temp dir beside `final`, then rename it into place."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
+    try:
+        for name, data in files.items():
+            (tmp / name).write_bytes(data)
+        manifest = {
+            **header,
+            "sha256": {name: _sha256(data) for name, data in sorted(files.items())},
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load_corrupted(
+    domain: str,
+    split: str,
+    images: np.ndarray,
+    names: list[str] | None = None,
+    device: str | torch.device = "cpu",
+    root: Path | None = None,
+) -> dict[Cell, np.ndarray]:
+    """{(corruption, severity): (N, H, W, 3) uint8} for `names` (default: all registered)
+    at each of their severities, for the clean split `images` (N, H, W, 3) uint8.
+
+    Cells are read from the cache when their bytes verify and generated (on `device`)
+    otherwise; the cache then holds every verified and new cell.
+    """
+    wanted = [
+        (name, severity)
+        for name in names or corruption_names()
+        for severity in CORRUPTIONS.get(name).severities
+    ]
+    path = corrupted_path(domain, split, images.shape[1], root)
+    digest = _images_digest(images)
+    digests = _manifest_digests(path, digest)
+    files = {}
+    for name in map(cell_file, wanted):
+        data = _read_verified(path / name, digests.get(name))
+        if data is not None:
+            files[name] = data
+    missing = [cell for cell in wanted if cell_file(cell) not in files]
+    if missing:
+        for name, file_digest in digests.items():  # keep the other verified cells
+            data = None if name in files else _read_verified(path / name, file_digest)
+            if data is not None:
+                files[name] = data
+        seeds = image_seeds(domain, split, len(images))
+        for cell in missing:
+            array = generate_cell(images, cell[0], cell[1], seeds, torch.device(device))
+            files[cell_file(cell)] = _array_bytes(array)
+        header = {
+            "domain": domain,
+            "split": split,
+            "size": images.shape[1],
+            "count": len(images),
+            "corruption_version": CORRUPTION_VERSION,
+            "seeds": "derive_seed(0, domain, split, str(index))",
+            "images_sha256": digest,
+        }
+        _write(path, files, header)
+    return {
+        cell: np.load(io.BytesIO(files[cell_file(cell)]), allow_pickle=False) for cell in wanted
+    }

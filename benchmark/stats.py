@@ -1,0 +1,116 @@
+"""Statistics over seeds: mean, standard error and t-interval, and paired method comparisons.
+
+A benchmark number without its spread invites reading noise as progress; every aggregate here
+carries n, and every comparison names the test it used.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+CONFIDENCE = 0.95
+TIE_POINTS = 0.5  # differences under half a point are ties
+WILCOXON_MIN_N = 6  # below this the signed-rank test cannot reach p < 0.05; a t-test is used
+PAIRING = ["pair", "teacher", "student", "protocol", "seed"]
+
+
+def _spread(grouped: pd.core.groupby.SeriesGroupBy) -> pd.DataFrame:
+    """n, mean, standard error and the t-distribution 95% interval of each group."""
+    out = grouped.agg(["count", "mean", "std"]).rename(columns={"count": "n"})
+    out["se"] = out["std"] / np.sqrt(out["n"])
+    half = stats.t.ppf(0.5 + CONFIDENCE / 2, out["n"] - 1) * out["se"]
+    out["ci_low"], out["ci_high"] = out["mean"] - half, out["mean"] + half
+    return out.drop(columns="std")
+
+
+def summarise(table: pd.DataFrame, by: list[str], metrics: list[str]) -> pd.DataFrame:
+    """Long table: one row per (group, metric) with n, mean, se, ci_low, ci_high over seeds.
+    NaN values (a metric a record lacks) do not count in n."""
+    long = table.melt(id_vars=[*by, "seed"], value_vars=metrics, var_name="metric")
+    long = long.dropna(subset=["value"])
+    return _spread(long.groupby([*by, "metric"], sort=False)["value"]).reset_index()
+
+
+def seed_spread(table: pd.DataFrame, rows: list[str], metric: str) -> pd.DataFrame:
+    """Per row: each seed's mean over everything else in the row (pairs, or teachers when the
+    rows leave them out), then n, mean, se over those seeds (DomainBed's averaging)."""
+    per_seed = table.dropna(subset=[metric]).groupby([*rows, "seed"])[metric].mean()
+    return _spread(per_seed.groupby(level=rows))
+
+
+def paired_test(diffs: np.ndarray) -> tuple[str, float]:
+    """(test name, two-sided p): Wilcoxon signed-rank from WILCOXON_MIN_N pairs, a paired
+    t-test below that, none under 2 pairs or when every difference is equal."""
+    if len(diffs) < 2 or not np.any(diffs):
+        return "none", math.nan
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        if len(diffs) >= WILCOXON_MIN_N:
+            return "Wilcoxon signed-rank", float(stats.wilcoxon(diffs).pvalue)
+        return "paired t-test", float(stats.ttest_1samp(diffs, 0.0).pvalue)
+
+
+def paired_comparison(
+    table: pd.DataFrame, reference: str, metric: str = "target_acc"
+) -> pd.DataFrame:
+    """Every ranked method against `reference`, cell by cell (pair, teacher, student,
+    protocol, seed), in points: mean difference, its spread, win/tie/loss and a test."""
+    base = table[table["method"] == reference].groupby(PAIRING)[metric].mean().rename("base")
+    others = table[(table["method"] != reference) & ~table["reference"]]
+    cells = others.groupby(["method", *PAIRING], sort=False)[metric].mean().reset_index()
+    cells = cells.join(base, on=PAIRING, how="inner")
+    # rounded so that equal differences tie in the signed-rank test despite float noise
+    cells["diff"] = (100 * (cells[metric] - cells["base"])).round(6)
+    grouped = cells.dropna(subset=["diff"]).groupby("method", sort=False)["diff"]
+    result = _spread(grouped)
+    result["W/T/L"] = [
+        f"{(d >= TIE_POINTS).sum()}/{(d.abs() < TIE_POINTS).sum()}/{(d <= -TIE_POINTS).sum()}"
+        for _, d in grouped
+    ]
+    tests = [paired_test(d.to_numpy()) for _, d in grouped]
+    result["test"], result["p"] = [t for t, _ in tests], [p for _, p in tests]
+    result = result.rename(columns={"mean": "mean diff"}).reset_index()
+    return result.sort_values("mean diff", ascending=False, ignore_index=True)
+
+
+def change_and_se(base: dict[str, float], new: dict[str, float]) -> tuple[float, float, bool]:
+    """(mean change, its SE, paired?) from per-seed values already signed and scaled. A
+    side with one seed contributes no variance; two single seeds give SE 0."""
+    if set(base) == set(new) and len(base) > 1:
+        diffs = np.array([new[s] - base[s] for s in base])
+        return float(diffs.mean()), float(diffs.std(ddof=1) / math.sqrt(len(diffs))), True
+    a, b = np.array(list(base.values())), np.array(list(new.values()))
+    var = sum(x.var(ddof=1) / len(x) for x in (a, b) if len(x) > 1)
+    return float(b.mean() - a.mean()), math.sqrt(var), False
+
+
+def logit(p: np.ndarray | pd.Series) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=float), 1e-4, 1 - 1e-4)
+    return np.log(p / (1 - p))
+
+
+def logit_fit(table: pd.DataFrame) -> tuple[float, float] | None:
+    """Slope and intercept of logit(mCA) against logit(clean accuracy) over the baseline
+    family's runs (Taori et al. 2020); None without two baseline runs that differ."""
+    if "mca" not in table:
+        return None
+    base = table[table["family"] == "baseline"].dropna(subset=["clean_acc", "mca"])
+    if base["clean_acc"].nunique() < 2:
+        return None
+    slope, intercept = np.polyfit(logit(base["clean_acc"]), logit(base["mca"]), 1)
+    return float(slope), float(intercept)
+
+
+def effective_robustness(table: pd.DataFrame) -> pd.Series:
+    """Per run: mCA minus the baseline fit's prediction at its clean accuracy (a fraction,
+    like the accuracies); NaN where there is no fit or no mCA."""
+    fit = logit_fit(table)
+    if fit is None:
+        return pd.Series(np.nan, index=table.index)
+    predicted = 1 / (1 + np.exp(-(fit[0] * logit(table["clean_acc"]) + fit[1])))
+    return table["mca"] - predicted

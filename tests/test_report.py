@@ -1,0 +1,269 @@
+"""Report tables against hand-made records: every number here can be checked by hand."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from scipy import stats
+
+from benchmark.cli_report import add_report_commands
+from benchmark.config import Pair, RunRecord, Suite
+from benchmark.errors import XdkdError
+from benchmark.harness import expand
+from benchmark.plots import pareto_front
+from benchmark.report import write_leaderboard, write_report
+from benchmark.store import RunStore
+from benchmark.tidy import load_runs, records_table
+
+T975 = {2: 4.302653, 3: 3.182446}  # t quantiles for 2 and 3 degrees of freedom
+
+
+def make_record(
+    method: str,
+    seed: int,
+    acc: float,
+    pair: tuple[str, str] = ("mnist", "mnistm"),
+    student: str = "lenet",
+    selected: dict[str, float] | None = None,
+    cells: dict[str, float] | None = None,
+    below_floor: bool = False,
+    **metrics: float,
+) -> RunRecord:
+    suite = Suite(
+        name="handmade",
+        pairs=[Pair(source=pair[0], target=pair[1])],
+        teachers=["resnet18"],
+        students=[student],
+        methods=[method],
+        seeds=[seed],
+    )
+    (spec,) = expand(suite)  # the teacher row gets the teacher as its student
+    values = {"target_acc": acc, "heldout_mean_acc": acc - 0.1, "target_ece": 0.05}
+    values |= {"params": 1e6 if spec.student.name == "lenet" else 11e6, "teacher_target_acc": 0.5}
+    return RunRecord(
+        key=spec.key,
+        spec=spec,
+        metrics=values | metrics,
+        selected=selected,
+        robustness={"cells": cells, "clean_acc": acc} if cells else {},
+        teacher={
+            "source_accuracy": 0.6 if below_floor else 0.95,
+            "below_floor": below_floor,
+            "floor": 0.7,
+        },
+        per_domain={},
+        wall_time_s=1.0,
+        device="cpu",
+        provenance={"code": "test"},
+    )
+
+
+def grid(methods: dict[str, list[float]], pairs: list[tuple[str, str]]) -> list[RunRecord]:
+    """Each method's accuracies are its seeds'; every pair gets the same ones, so a pair's
+    mean equals the method's mean."""
+    return [
+        make_record(method, seed, acc, pair)
+        for method, accs in methods.items()
+        for pair in pairs
+        for seed, acc in enumerate(accs)
+    ]
+
+
+TWO_PAIRS = [("mnist", "mnistm"), ("syndigits", "mnist")]
+METHODS = {
+    "teacher": [0.50, 0.50],
+    "target_oracle": [0.95, 0.97],
+    "source_only": [0.60, 0.62],
+    "kd": [0.70, 0.72],
+    "dkd": [0.75, 0.75],
+}
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("report")
+    made, _ = write_report(grid(METHODS, TWO_PAIRS), out, "xdkd report test")
+    return made, out
+
+
+def test_summary_has_mean_standard_error_and_t_interval(tmp_path: Path) -> None:
+    records = [make_record("kd", seed, acc) for seed, acc in enumerate([0.70, 0.72, 0.74])]
+    write_report(records, tmp_path, "test")
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    row = summary[summary["metric"] == "target_acc"].iloc[0]
+    se = 0.02 / math.sqrt(3)  # sample std of 0.70, 0.72, 0.74 is 0.02
+    assert row["n"] == 3
+    assert row["mean"] == pytest.approx(0.72)
+    assert row["se"] == pytest.approx(se)
+    assert row["ci_low"] == pytest.approx(0.72 - T975[2] * se, abs=1e-6)
+    assert row["ci_high"] == pytest.approx(0.72 + T975[2] * se, abs=1e-6)
+    assert pd.read_parquet(tmp_path / "summary.parquet").shape == summary.shape
+
+
+def by_method(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.droplevel(["protocol", "teacher", "student"])
+
+
+def test_leaderboard_means_ranks_and_references(report) -> None:
+    board = report[0].board
+    mean, se, best = by_method(board.mean), by_method(board.se), by_method(board.best)
+    assert list(mean.index) == ["target_oracle", "teacher", "dkd", "kd", "source_only"]
+    assert mean.loc["kd", "mnist→mnistm"] == pytest.approx(71.0)
+    assert se.loc["kd", "mean"] == pytest.approx(1.0)  # seeds 70, 72
+    assert mean.loc["kd", "held-out"] == pytest.approx(61.0)
+    assert list(board.rank.dropna()) == [1, 2, 3]
+    assert board.rank[board.reference].isna().all()
+    # the oracle's 96% is not bold: references are not ranked; params are never bold
+    assert best.loc["dkd", "mean"] and not best.loc["target_oracle"].any()
+    assert not best["params (M)"].any()
+
+
+def test_caption_names_selection_protocol_and_references(report) -> None:
+    caption = report[0].board.caption
+    assert "last epoch" in caption and "Protocol: uda" in caption and "(n = 2)" in caption
+    assert "Reference rows (target_oracle, teacher)" in caption
+    assert "oracle" not in caption.replace("target_oracle", "")
+
+
+def test_every_format_is_written_with_bold_best(report) -> None:
+    _, out = report
+    for name in ("records", "summary"):
+        assert len(pd.read_parquet(out / f"{name}.parquet")) == len(
+            pd.read_csv(out / f"{name}.csv")
+        )
+    assert len(pd.read_csv(out / "records.csv")) == 20
+    markdown = (out / "leaderboard.md").read_text()
+    assert "**75.0 ± 0.0**" in markdown and " ref |" in markdown
+    tex = (out / "leaderboard.tex").read_text()
+    assert "\\toprule" in tex and "\\bfseries 75.0 $\\pm$ 0.0" in tex and "target\\_oracle" in tex
+    assert "$\\rightarrow$" in tex and "→" not in tex
+    page = (out / "index.html").read_text()
+    assert "font-weight: bold" in page and "data:image/png;base64," in page
+    assert "src='http" not in page and 'src="http' not in page
+    board = pd.read_csv(out / "leaderboard.csv")
+    assert board.loc[board["method"] == "kd", "mean"].item() == pytest.approx(71.0)
+
+
+def test_paired_comparison_against_kd(report) -> None:
+    compared = report[0].comparison.set_index("method")
+    assert "teacher" not in compared.index and "target_oracle" not in compared.index
+    dkd = compared.loc["dkd"]
+    # cells: 2 pairs x seeds (75-70, 75-72) -> diffs 5, 3, 5, 3
+    assert dkd["n"] == 4 and dkd["mean diff"] == pytest.approx(4.0)
+    assert dkd["W/T/L"] == "4/0/0" and dkd["test"] == "paired t-test"
+    assert dkd["p"] == pytest.approx(stats.ttest_1samp([5, 3, 5, 3], 0).pvalue)
+
+
+def test_wilcoxon_from_six_cells_and_ties_under_half_a_point(tmp_path: Path) -> None:
+    pairs = [("mnist", "mnistm"), ("syndigits", "mnist")]
+    records = grid({"kd": [0.70, 0.70, 0.70], "dkd": [0.703, 0.72, 0.68]}, pairs)
+    made, _ = write_report(records, tmp_path, "test")
+    dkd = made.comparison.set_index("method").loc["dkd"]
+    assert dkd["n"] == 6 and dkd["test"] == "Wilcoxon signed-rank"
+    assert dkd["W/T/L"] == "2/2/2"  # +0.3 is a tie
+    assert dkd["p"] == pytest.approx(stats.wilcoxon([0.3, 2, -2, 0.3, 2, -2]).pvalue)
+
+
+def test_source_validation_selection_uses_selected_metrics(tmp_path: Path) -> None:
+    records = [
+        make_record("kd", 0, 0.70, selected={"target_acc": 0.66, "heldout_mean_acc": 0.5}),
+        make_record("kd", 1, 0.72),  # no selected epoch: no number, not the last epoch's
+    ]
+    table = records_table(records, "source-val")
+    assert table["target_acc"].iloc[0] == pytest.approx(0.66)
+    assert math.isnan(table["target_acc"].iloc[1])
+    made, _ = write_report(records, tmp_path, "test", selection="source-val")
+    assert "training-domain validation" in made.board.caption
+    assert made.board.mean["mean"].item() == pytest.approx(66.0)
+
+
+def test_relative_mce_against_source_only_and_validation_corruptions_left_out() -> None:
+    ref_cells = {"gaussian_noise/1": 0.8, "gaussian_noise/2": 0.6}
+    kd_cells = {"gaussian_noise/1": 0.85, "gaussian_noise/2": 0.7, "speckle_noise/1": 0.0}
+    records = [
+        make_record("source_only", 0, 0.9, cells=ref_cells),
+        make_record("kd", 0, 0.9, cells=kd_cells),
+        make_record("kd", 0, 0.9, cells=kd_cells, student="resnet18"),  # no reference
+    ]
+    table = records_table(records).set_index(["method", "student"])
+    kd = table.loc[("kd", "lenet")]
+    assert kd["mca"] == pytest.approx(0.775)  # speckle_noise is a validation corruption
+    # errors .15,.3 over reference .2,.4; relative: (.05+.2) / (.1+.3)
+    assert kd["mce"] == pytest.approx(75.0)
+    assert kd["relative_mce"] == pytest.approx(62.5)
+    assert table.loc[("source_only", "lenet"), "relative_mce"] == pytest.approx(100.0)
+    assert math.isnan(table.loc[("kd", "resnet18"), "relative_mce"])
+
+
+def test_teacher_under_floor_is_marked(tmp_path: Path) -> None:
+    records = [make_record("kd", 0, 0.7, below_floor=True), make_record("kd", 1, 0.7)]
+    made, text = write_report(records, tmp_path, "test")
+    assert "†" in (tmp_path / "leaderboard.md").read_text() and "†" in made.board.caption
+    assert "under the floor 70%" in text
+
+
+def test_plots_lacking_data_are_skipped_with_a_note(tmp_path: Path) -> None:
+    made, text = write_report([make_record("kd", 0, 0.7)], tmp_path, "test")
+    skipped = [note for note in made.notes if "skipped" in note]
+    assert len(skipped) == 4 and not made.plots
+    assert "plot 'heatmap' skipped: one pair only" in text
+
+
+def test_plots_are_written_when_the_data_is_there(tmp_path: Path) -> None:
+    cells = {f"{c}/{s}": 0.8 - 0.1 * s for c in ("gaussian_noise", "fog") for s in (1, 2, 3)}
+    methods = {"teacher": [0.5, 0.55], "source_only": [0.6, 0.64], "kd": [0.7, 0.72]}
+    records = [
+        r.model_copy(update={"robustness": {"cells": cells, "clean_acc": r.metrics["target_acc"]}})
+        for r in grid(methods, TWO_PAIRS)
+    ]
+    made, _ = write_report(records, tmp_path, "test")
+    assert {p.name for p in made.plots} == {"severity", "pareto", "heatmap", "robustness"}
+    for plot in made.plots:
+        assert plot.png.stat().st_size > 1000 and plot.png.with_suffix(".pdf").is_file()
+
+
+def test_pareto_front_keeps_undominated_points() -> None:
+    points = pd.DataFrame({"params": [1, 1, 2, 3, 4], "acc": [60, 65, 64, 70, 69]})
+    assert list(pareto_front(points)["acc"]) == [65, 70]
+
+
+def test_old_records_without_new_fields_still_report(tmp_path: Path) -> None:
+    record = make_record("kd", 0, 0.7).model_dump(mode="json")
+    del record["spec"]["source_validation"], record["robustness"], record["selected"]
+    path = tmp_path / "runs" / "runs" / record["key"] / "record.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(record))
+    records, errors = load_runs(tmp_path / "runs")
+    board, text = write_leaderboard(records, tmp_path / "out", "test")
+    assert board["mean"].item() == pytest.approx(70.0) and not errors
+    assert "kd" in text
+
+
+def command(*argv: str) -> int:
+    """`xdkd` with the report commands, as cli.main runs them (XdkdError -> exit 2)."""
+    parser = argparse.ArgumentParser(prog="xdkd")
+    add_report_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except XdkdError:
+        return 2
+
+
+def test_report_command_with_chosen_rows(tmp_path: Path, capsys) -> None:
+    store = RunStore(tmp_path / "runs")
+    for record in grid({"kd": [0.7], "dkd": [0.8]}, TWO_PAIRS):
+        store.write_record(record)
+    out = tmp_path / "out"
+    assert command("report", str(tmp_path / "runs"), "--out", str(out), "--rows", "method") == 0
+    board = pd.read_csv(out / "leaderboard.csv")
+    assert list(board["method"]) == ["dkd", "kd"] and "student" not in board
+    assert "against kd" in capsys.readouterr().out
+    assert command("report", str(tmp_path / "none"), "--out", str(out)) == 2
+    for bad in ("x", "method,pair"):
+        assert command("report", str(tmp_path / "runs"), "--out", str(out), "--rows", bad) == 2
