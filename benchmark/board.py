@@ -146,7 +146,10 @@ def caption(table: pd.DataFrame, pairs: list[str], shown: list[str], selection: 
         "held-out: accuracy on the family's domains that are neither source nor target.",
     ]
     if "mCA" in shown:
-        parts.append("mCA: mean accuracy over the corrupted target test set (15 corruptions).")
+        parts.append(
+            "mCA: mean accuracy over the corrupted target test set, every severity of the "
+            "suite's ImageNet-C corruptions (all 15 unless the suite names fewer)."
+        )
     if "rel. mCE" in shown:
         parts.append(
             f"rel. mCE: relative mean corruption error (%) against the in-suite reference "
