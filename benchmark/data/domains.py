@@ -115,16 +115,24 @@ def family_domains(family: str) -> list[str]:
     return [name for name, info in all_domains().items() if info.family == family]
 
 
-def split_indices(labels: np.ndarray, group: str) -> tuple[np.ndarray, np.ndarray]:
-    """A seeded stratified split: the same TEST_FRACTION of every class goes to test."""
-    rng = np.random.default_rng(name_seed(group))
-    train, test = [], []
+def stratified_split(
+    labels: np.ndarray, seed_name: str, share: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, held out) sorted indices: `share` of every class held out, drawn with a seed
+    named by `seed_name` alone."""
+    rng = np.random.default_rng(name_seed(seed_name))
+    kept, held = [], []
     for label in np.unique(labels):
         members = rng.permutation(np.flatnonzero(labels == label))
-        n_test = int(round(len(members) * TEST_FRACTION))
-        test.append(members[:n_test])
-        train.append(members[n_test:])
-    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+        count = int(round(len(members) * share))
+        held.append(members[:count])
+        kept.append(members[count:])
+    return np.sort(np.concatenate(kept)), np.sort(np.concatenate(held))
+
+
+def split_indices(labels: np.ndarray, group: str) -> tuple[np.ndarray, np.ndarray]:
+    """The published split: (train, test), TEST_FRACTION of every class in test."""
+    return stratified_split(labels, group, TEST_FRACTION)
 
 
 def _sha256(path: Path) -> str:

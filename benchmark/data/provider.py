@@ -7,24 +7,10 @@ rest. With a validation share of 0 there is no `val` and `train` is the whole tr
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
-from benchmark.data.domains import domain_info, load_domain
+from benchmark.data.domains import domain_info, load_domain, stratified_split
 from benchmark.data.tensors import DeviceSplit
-from benchmark.seeding import name_seed
-
-
-def holdout_indices(labels: np.ndarray, group: str, share: float) -> tuple[np.ndarray, np.ndarray]:
-    """(kept, held out): `share` of every class held out, drawn with a per-domain seed."""
-    rng = np.random.default_rng(name_seed(f"{group}/validation"))
-    kept, held = [], []
-    for label in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == label))
-        count = int(round(len(members) * share))
-        held.append(members[:count])
-        kept.append(members[count:])
-    return np.sort(np.concatenate(kept)), np.sort(np.concatenate(held))
 
 
 class SplitProvider:
@@ -41,7 +27,9 @@ class SplitProvider:
                 images, labels = arrays.test_images, arrays.test_labels
             else:
                 group = domain_info(domain).entry.split_group or domain
-                kept, held = holdout_indices(arrays.train_labels, group, validation)
+                kept, held = stratified_split(
+                    arrays.train_labels, f"{group}/validation", validation
+                )
                 index = held if part == "val" else kept
                 images, labels = arrays.train_images[index], arrays.train_labels[index]
             self._splits[key] = DeviceSplit.from_numpy(images, labels, self.device, size)

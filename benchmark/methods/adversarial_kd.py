@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.methods.base import Batch, Method
-from benchmark.methods.kd import kd_loss
+from benchmark.methods.base import Batch, Method, distillation_step
+from benchmark.methods.kd import kd_terms
 from benchmark.methods.parts import (
     dann_lambda,
     domain_discriminator,
@@ -27,7 +27,6 @@ from benchmark.methods.parts import (
     reverse_gradient,
 )
 from benchmark.methods.registry import METHODS
-from benchmark.models.features import forward_outputs
 
 
 @METHODS.register("adversarial_kd")
@@ -52,20 +51,12 @@ class AdversarialKD(Method):
     def losses(
         self, student: nn.Module, teacher: nn.Module | None, batch: Batch
     ) -> dict[str, torch.Tensor]:
-        images = batch.all_images()
-        outputs = forward_outputs(student, images)
-        with torch.no_grad():
-            teacher_logits = teacher(images)
-        source_count = len(batch.source_labels)
-        ce = F.cross_entropy(outputs.logits[:source_count], batch.source_labels)
-        kd = kd_loss(outputs.logits, teacher_logits, self.params["temperature"])
-        reversed_features = reverse_gradient(outputs.pooled, dann_lambda(batch.progress))
+        step = distillation_step(student, teacher, batch, features=True)
+        reversed_features = reverse_gradient(
+            step.student_outputs.pooled, dann_lambda(batch.progress)
+        )
         domain_logits = self.discriminator(reversed_features).squeeze(1)
         is_source = torch.zeros_like(domain_logits)
-        is_source[:source_count] = 1.0
+        is_source[: step.source_count] = 1.0
         domain = F.binary_cross_entropy_with_logits(domain_logits, is_source)
-        return {
-            "ce": self.params["ce_weight"] * ce,
-            "kd": self.params["kd_weight"] * kd,
-            "domain": self.params["domain_weight"] * domain,
-        }
+        return {**kd_terms(step, self.params), "domain": self.params["domain_weight"] * domain}

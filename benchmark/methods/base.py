@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from benchmark.errors import XdkdError
+from benchmark.models.features import ModelOutputs, forward_outputs
 
 FAMILIES = ("baseline", "logit", "feature", "cross-domain", "transfer")
 
@@ -72,3 +74,29 @@ class Method(nn.Module):
         self, student: nn.Module, teacher: nn.Module | None, batch: Batch
     ) -> dict[str, torch.Tensor]:
         raise NotImplementedError
+
+
+@dataclass
+class DistillationStep:
+    """What most distillation losses start from: the student's logits on every image of the
+    batch (and its stage/pooled features when asked), the frozen teacher's logits on the same
+    images, and cross-entropy on the labelled source rows."""
+
+    student_logits: torch.Tensor
+    teacher_logits: torch.Tensor
+    source_ce: torch.Tensor
+    source_count: int
+    student_outputs: ModelOutputs | None = None
+
+
+def distillation_step(
+    student: nn.Module, teacher: nn.Module, batch: Batch, features: bool = False
+) -> DistillationStep:
+    images = batch.all_images()
+    outputs = forward_outputs(student, images) if features else None
+    student_logits = outputs.logits if outputs is not None else student(images)
+    with torch.no_grad():
+        teacher_logits = teacher(images)
+    source_count = len(batch.source_labels)
+    source_ce = F.cross_entropy(student_logits[:source_count], batch.source_labels)
+    return DistillationStep(student_logits, teacher_logits, source_ce, source_count, outputs)

@@ -11,14 +11,12 @@ size; it is a parameter here, default 1 (what common re-implementations use).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from benchmark.methods.base import Batch, Method
-from benchmark.methods.kd import kd_loss
+from benchmark.methods.base import Batch, Method, distillation_step
+from benchmark.methods.kd import kd_terms
 from benchmark.methods.parts import coral_loss
 from benchmark.methods.registry import METHODS
-from benchmark.models.features import forward_outputs
 
 
 @METHODS.register("coral_kd")
@@ -31,16 +29,7 @@ class CoralKD(Method):
     def losses(
         self, student: nn.Module, teacher: nn.Module | None, batch: Batch
     ) -> dict[str, torch.Tensor]:
-        images = batch.all_images()
-        outputs = forward_outputs(student, images)
-        with torch.no_grad():
-            teacher_logits = teacher(images)
-        source_count = len(batch.source_labels)
-        ce = F.cross_entropy(outputs.logits[:source_count], batch.source_labels)
-        kd = kd_loss(outputs.logits, teacher_logits, self.params["temperature"])
-        coral = coral_loss(outputs.pooled[:source_count], outputs.pooled[source_count:])
-        return {
-            "ce": self.params["ce_weight"] * ce,
-            "kd": self.params["kd_weight"] * kd,
-            "coral": self.params["coral_weight"] * coral,
-        }
+        step = distillation_step(student, teacher, batch, features=True)
+        pooled, source_count = step.student_outputs.pooled, step.source_count
+        coral = coral_loss(pooled[:source_count], pooled[source_count:])
+        return {**kd_terms(step, self.params), "coral": self.params["coral_weight"] * coral}

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.methods.base import Batch, Method
+from benchmark.methods.base import Batch, Method, distillation_step
 from benchmark.methods.registry import METHODS
 
 
@@ -54,12 +54,7 @@ class DIST(Method):
     def losses(
         self, student: nn.Module, teacher: nn.Module | None, batch: Batch
     ) -> dict[str, torch.Tensor]:
-        images = batch.all_images()
-        student_logits = student(images)
-        with torch.no_grad():
-            teacher_logits = teacher(images)
-        source_logits = student_logits[: len(batch.source_labels)]
-        ce = F.cross_entropy(source_logits, batch.source_labels)
+        step = distillation_step(student, teacher, batch)
         p = self.params
-        dist = dist_loss(student_logits, teacher_logits, p["beta"], p["gamma"], p["tau"])
-        return {"ce": p["ce_weight"] * ce, "dist": dist}
+        dist = dist_loss(step.student_logits, step.teacher_logits, p["beta"], p["gamma"], p["tau"])
+        return {"ce": p["ce_weight"] * step.source_ce, "dist": dist}

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.methods.base import Batch, Method
+from benchmark.methods.base import Batch, Method, distillation_step
 from benchmark.methods.registry import METHODS
 
 
@@ -71,16 +71,17 @@ class DKD(Method):
     def losses(
         self, student: nn.Module, teacher: nn.Module | None, batch: Batch
     ) -> dict[str, torch.Tensor]:
-        images = batch.all_images()
-        student_logits = student(images)
-        with torch.no_grad():
-            teacher_logits = teacher(images)
-        source_count = len(batch.source_labels)
-        labels = torch.cat([batch.source_labels, teacher_logits[source_count:].argmax(dim=1)])
-        ce = F.cross_entropy(student_logits[:source_count], batch.source_labels)
+        step = distillation_step(student, teacher, batch)
+        target_labels = step.teacher_logits[step.source_count :].argmax(dim=1)
+        labels = torch.cat([batch.source_labels, target_labels])
         p = self.params
         dkd = dkd_loss(
-            student_logits, teacher_logits, labels, p["alpha"], p["beta"], p["temperature"]
+            step.student_logits,
+            step.teacher_logits,
+            labels,
+            p["alpha"],
+            p["beta"],
+            p["temperature"],
         )
         warmup = min(batch.progress / p["warmup_fraction"], 1.0) if p["warmup_fraction"] else 1.0
-        return {"ce": p["ce_weight"] * ce, "dkd": warmup * dkd}
+        return {"ce": p["ce_weight"] * step.source_ce, "dkd": warmup * dkd}

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.methods.base import Batch, Method
+from benchmark.methods.base import Batch, DistillationStep, Method, distillation_step
 from benchmark.methods.registry import METHODS
 
 
@@ -34,11 +34,11 @@ class KD(Method):
     def losses(
         self, student: nn.Module, teacher: nn.Module | None, batch: Batch
     ) -> dict[str, torch.Tensor]:
-        images = batch.all_images()
-        student_logits = student(images)
-        with torch.no_grad():
-            teacher_logits = teacher(images)
-        source_logits = student_logits[: len(batch.source_labels)]
-        ce = F.cross_entropy(source_logits, batch.source_labels)
-        kd = kd_loss(student_logits, teacher_logits, self.params["temperature"])
-        return {"ce": self.params["ce_weight"] * ce, "kd": self.params["kd_weight"] * kd}
+        return kd_terms(distillation_step(student, teacher, batch), self.params)
+
+
+def kd_terms(step: DistillationStep, params: dict) -> dict[str, torch.Tensor]:
+    """`ce_weight` * source CE + `kd_weight` * KD on every image: the task loss that the
+    cross-domain methods add their own term to."""
+    kd = kd_loss(step.student_logits, step.teacher_logits, params["temperature"])
+    return {"ce": params["ce_weight"] * step.source_ce, "kd": params["kd_weight"] * kd}

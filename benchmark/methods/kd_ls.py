@@ -15,10 +15,9 @@ cross-entropy on the labelled source images.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from benchmark.methods.base import Batch, Method
+from benchmark.methods.base import Batch, Method, distillation_step
 from benchmark.methods.kd import kd_loss
 from benchmark.methods.registry import METHODS
 
@@ -45,11 +44,9 @@ class KDLogitStandardisation(Method):
     def losses(
         self, student: nn.Module, teacher: nn.Module | None, batch: Batch
     ) -> dict[str, torch.Tensor]:
-        images = batch.all_images()
-        student_logits = student(images)
-        with torch.no_grad():
-            teacher_logits = teacher(images)
-        source_logits = student_logits[: len(batch.source_labels)]
-        ce = F.cross_entropy(source_logits, batch.source_labels)
-        kd = kd_ls_loss(student_logits, teacher_logits, self.params["temperature"])
-        return {"ce": self.params["ce_weight"] * ce, "kd": self.params["kd_weight"] * kd}
+        step = distillation_step(student, teacher, batch)
+        kd = kd_ls_loss(step.student_logits, step.teacher_logits, self.params["temperature"])
+        return {
+            "ce": self.params["ce_weight"] * step.source_ce,
+            "kd": self.params["kd_weight"] * kd,
+        }

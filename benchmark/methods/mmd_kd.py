@@ -15,14 +15,12 @@ kernel weights, and the quadratic estimator (batches are small).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from benchmark.methods.base import Batch, Method
-from benchmark.methods.kd import kd_loss
+from benchmark.methods.base import Batch, Method, distillation_step
+from benchmark.methods.kd import kd_terms
 from benchmark.methods.parts import gaussian_mmd
 from benchmark.methods.registry import METHODS
-from benchmark.models.features import forward_outputs
 
 
 @METHODS.register("mmd_kd")
@@ -42,21 +40,12 @@ class MMDKD(Method):
     def losses(
         self, student: nn.Module, teacher: nn.Module | None, batch: Batch
     ) -> dict[str, torch.Tensor]:
-        images = batch.all_images()
-        outputs = forward_outputs(student, images)
-        with torch.no_grad():
-            teacher_logits = teacher(images)
-        source_count = len(batch.source_labels)
-        ce = F.cross_entropy(outputs.logits[:source_count], batch.source_labels)
-        kd = kd_loss(outputs.logits, teacher_logits, self.params["temperature"])
+        step = distillation_step(student, teacher, batch, features=True)
+        pooled, source_count = step.student_outputs.pooled, step.source_count
         mmd = gaussian_mmd(
-            outputs.pooled[:source_count],
-            outputs.pooled[source_count:],
+            pooled[:source_count],
+            pooled[source_count:],
             self.params["kernel_mul"],
             self.params["kernel_num"],
         )
-        return {
-            "ce": self.params["ce_weight"] * ce,
-            "kd": self.params["kd_weight"] * kd,
-            "mmd": self.params["mmd_weight"] * mmd,
-        }
+        return {**kd_terms(step, self.params), "mmd": self.params["mmd_weight"] * mmd}

@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.methods.base import Batch, Method
-from benchmark.methods.kd import kd_loss
+from benchmark.methods.base import Batch, Method, distillation_step
+from benchmark.methods.kd import kd_terms
 from benchmark.methods.registry import METHODS
 
 
@@ -48,18 +48,9 @@ class PseudoLabelKD(Method):
     def losses(
         self, student: nn.Module, teacher: nn.Module | None, batch: Batch
     ) -> dict[str, torch.Tensor]:
-        images = batch.all_images()
-        logits = student(images)
-        with torch.no_grad():
-            teacher_logits = teacher(images)
-        source_count = len(batch.source_labels)
-        ce = F.cross_entropy(logits[:source_count], batch.source_labels)
-        kd = kd_loss(logits, teacher_logits, self.params["temperature"])
+        step = distillation_step(student, teacher, batch)
+        count = step.source_count
         pseudo = pseudo_label_loss(
-            logits[source_count:], teacher_logits[source_count:], self.params["threshold"]
+            step.student_logits[count:], step.teacher_logits[count:], self.params["threshold"]
         )
-        return {
-            "ce": self.params["ce_weight"] * ce,
-            "kd": self.params["kd_weight"] * kd,
-            "pseudo": self.params["pseudo_weight"] * pseudo,
-        }
+        return {**kd_terms(step, self.params), "pseudo": self.params["pseudo_weight"] * pseudo}
