@@ -22,7 +22,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check benchmark tests && $(BIN)/ruff format --check benchmark tests
+	$(BIN)/ruff check benchmark tests benchmarks && $(BIN)/ruff format --check benchmark tests benchmarks
 
 clean:
 	rm -rf runs .pytest_cache
