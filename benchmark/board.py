@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from benchmark.config import PROTOCOLS
 from benchmark.errors import XdkdError
 from benchmark.stats import seed_spread
 from benchmark.tidy import ROBUSTNESS_REFERENCE, SELECTION_RULES
@@ -113,8 +114,16 @@ def leaderboard(
     cols = [c for c in cols if c.label not in empty]
     mean, se = mean.drop(columns=empty), se.drop(columns=empty)
     reference = table.groupby(rows)["reference"].all().reindex(mean.index)
-    rank = mean[RANK_BY].where(~reference).rank(ascending=False, method="min")
-    order = pd.DataFrame({"ref": ~reference, "rank": rank}).sort_values(["ref", "rank"])
+    ranked = mean[RANK_BY].where(~reference)
+    order = pd.DataFrame({"ref": ~reference})
+    if "protocol" in rows:  # rows under different protocols saw different data: rank apart
+        rank = ranked.groupby(level="protocol").rank(ascending=False, method="min")
+        protocol = mean.index.get_level_values("protocol")
+        order["protocol_order"] = [PROTOCOLS.index(p) if p in PROTOCOLS else 9 for p in protocol]
+    else:
+        rank = ranked.rank(ascending=False, method="min")
+    order["rank"] = rank
+    order = order.sort_values(list(order.columns))
     mean, se = mean.loc[order.index], se.loc[order.index]
     floor = table.groupby([*rows, "pair"])["teacher_below_floor"].any().unstack("pair")
     below_floor = floor.reindex(index=mean.index, columns=mean.columns).eq(True)
@@ -142,7 +151,7 @@ def caption(table: pd.DataFrame, pairs: list[str], shown: list[str], selection: 
         f"(n = {n}). Model selection: {SELECTION_RULES[selection]}."
         f" Protocol: {', '.join(sorted(set(table['protocol'])))}.",
         f"mean: over the {len(pairs)} pair{'s' * (len(pairs) > 1)} (– where a row misses "
-        "one); rank by it.",
+        "one); rank by it, within each protocol.",
         "held-out: accuracy on the family's domains that are neither source nor target.",
     ]
     if "mCA" in shown:
