@@ -163,7 +163,8 @@ def caption(table: pd.DataFrame, pairs: list[str], shown: list[str], selection: 
         parts.append(
             f"rel. mCE: relative mean corruption error (%) against the in-suite reference "
             f"{ROBUSTNESS_REFERENCE} with the same student on the same pair and seed "
-            "(100 = as robust; empty where that run is absent)."
+            "(100 = as robust; empty where that run is absent; a corruption where the "
+            "reference loses under 5 points over its severities is left out of it)."
         )
     if selection != "last" and {"mCA", "rel. mCE"} & set(shown):
         parts.append("Corruption metrics are the last-epoch model's.")

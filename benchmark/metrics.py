@@ -36,12 +36,16 @@ def negative_log_likelihood(logits: torch.Tensor, labels: torch.Tensor) -> float
 
 
 Cells = Mapping[tuple[str, int], float]  # (corruption, severity) -> accuracy
+# Relative CE divides by the reference's degradation, summed over severities; where the
+# reference barely degrades (under 5 points in all) the ratio is noise, so it is undefined.
+MIN_REFERENCE_DEGRADATION = 0.05
 
 
 def corruption_errors(
     cells: Cells, clean: float, reference: Cells, reference_clean: float
 ) -> dict[str, dict[str, float]]:
-    """Per corruption: CE and relative CE against the reference model (both in 0..inf)."""
+    """Per corruption: CE and relative CE against the reference model; relative CE is NaN
+    where the reference degrades by less than MIN_REFERENCE_DEGRADATION in all."""
     out: dict[str, dict[str, float]] = {}
     for corruption in sorted({name for name, _ in cells}):
         severities = sorted(s for name, s in cells if name == corruption)
@@ -51,7 +55,9 @@ def corruption_errors(
         out[corruption] = {
             "ce": sum(error) / sum(ref_error) if sum(ref_error) else float("nan"),
             "relative_ce": (
-                sum(e - (1 - clean) for e in error) / rel_ref if rel_ref else float("nan")
+                sum(e - (1 - clean) for e in error) / rel_ref
+                if rel_ref >= MIN_REFERENCE_DEGRADATION
+                else float("nan")
             ),
         }
     return out

@@ -25,7 +25,8 @@ def test_runs_write_records_then_a_rerun_skips_them(tiny_suite, tmp_path):
     assert len(first.done) == 3 and first.skipped == 0 and not first.failed
     records = sorted((tmp_path / "runs" / "runs").glob("*/record.json"))
     assert len(records) == 3
-    record = json.loads(records[0].read_text())
+    by_method = {json.loads(p.read_text())["spec"]["method"]["name"]: p for p in records}
+    record = json.loads(by_method["source_only"].read_text())
     assert set(record["metrics"]) >= {"target_acc", "source_acc", "heldout_mean_acc"}
     assert set(record["per_domain"]) == {"mnist", "mnistm", "optdigits", "syndigits"}
     assert record["teacher"]["source_accuracy"] > 0.5
@@ -38,6 +39,7 @@ def test_runs_write_records_then_a_rerun_skips_them(tiny_suite, tmp_path):
     )
     assert record["metrics"]["mca_shape"] == robustness["cells"]["rotate/1"]
     assert record["selected"]["epoch"] == 1 and 0 < record["selected"]["source_val_acc"] <= 1
+    assert json.loads(by_method["teacher"].read_text())["selected"] is None  # nothing trained
     assert {"target_ece", "target_nll", "flops", "latency_ms_b1", "params"} <= set(
         record["metrics"]
     )

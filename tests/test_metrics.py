@@ -43,6 +43,14 @@ def test_corruption_error_and_relative_error_worked_by_hand():
     assert mean_corruption_accuracy(cells) == pytest.approx(0.7)
 
 
+def test_relative_error_is_undefined_where_the_reference_barely_degrades():
+    cells = {("fog", 1): 0.5, ("fog", 2): 0.4}
+    reference = {("fog", 1): 0.79, ("fog", 2): 0.78}  # 1 + 2 = 3 points below its clean 0.8
+    errors = corruption_errors(cells, 0.6, reference, 0.8)["fog"]
+    assert math.isnan(errors["relative_ce"])
+    assert errors["ce"] == pytest.approx((0.5 + 0.6) / (0.21 + 0.22))
+
+
 def test_cost_counts_parameters_and_flops_of_a_linear_model():
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 10))
     assert parameter_count(model) == 48 * 10 + 10
