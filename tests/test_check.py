@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from pathlib import Path
 
 import pytest
 
-from benchmark.cli_report import add_report_commands
+from benchmark.cli import main
 from benchmark.config import Pair, Recipe, RunRecord, RunSpec, Suite
-from benchmark.errors import XdkdError
 from benchmark.harness import expand
 from benchmark.stats import change_and_se
 from benchmark.store import RunStore
@@ -60,14 +58,8 @@ def shifted(points: float, method: str = "kd") -> dict[str, list[float]]:
 
 
 def xdkd(*argv: str) -> int:
-    """`xdkd` with the report commands, as cli.main runs them (XdkdError -> exit 2)."""
-    parser = argparse.ArgumentParser(prog="xdkd")
-    add_report_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return args.handler(args)
-    except XdkdError:
-        return 2
+    """The `xdkd` command line, in process (a people-facing error exits 2)."""
+    return main(list(argv))
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from pathlib import Path
@@ -11,9 +10,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from benchmark.cli_report import add_report_commands
+from benchmark.cli import main
 from benchmark.config import Pair, RunRecord, Suite
-from benchmark.errors import XdkdError
 from benchmark.harness import expand
 from benchmark.plots import pareto_front
 from benchmark.report import write_leaderboard, write_report
@@ -245,14 +243,8 @@ def test_old_records_without_new_fields_still_report(tmp_path: Path) -> None:
 
 
 def command(*argv: str) -> int:
-    """`xdkd` with the report commands, as cli.main runs them (XdkdError -> exit 2)."""
-    parser = argparse.ArgumentParser(prog="xdkd")
-    add_report_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return args.handler(args)
-    except XdkdError:
-        return 2
+    """The `xdkd` command line, in process (a people-facing error exits 2)."""
+    return main(list(argv))
 
 
 def test_report_command_with_chosen_rows(tmp_path: Path, capsys) -> None:
