@@ -23,7 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.methods.base import Batch
-from benchmark.models.features import ModelOutputs, forward_outputs
+from benchmark.methods.parts import probe_outputs
+from benchmark.models.features import ModelOutputs
 
 MIDDLE = Fraction(1, 2)
 
@@ -64,30 +65,9 @@ def conv_adapter(in_channels: int, out_channels: int) -> nn.Sequential:
     )
 
 
-@torch.no_grad()
-def probe_outputs(model: nn.Module, images: torch.Tensor) -> ModelOutputs:
-    """Outputs of a forward pass in eval mode, for their shapes only: BatchNorm running
-    statistics are left untouched, and the model's mode is restored afterwards."""
-    was_training = model.training
-    model.eval()
-    outputs = forward_outputs(model, images)
-    model.train(was_training)
-    return outputs
-
-
 def probe_pair(
     student: nn.Module, teacher: nn.Module, batch: Batch
 ) -> tuple[ModelOutputs, ModelOutputs]:
     """Student and teacher outputs on two images of the probe batch (shapes need no more)."""
     images = batch.all_images()[:2]
     return probe_outputs(student, images), probe_outputs(teacher, images)
-
-
-def forward_pair(
-    student: nn.Module, teacher: nn.Module, images: torch.Tensor
-) -> tuple[ModelOutputs, ModelOutputs]:
-    """A training forward of the student and a gradient-free one of the frozen teacher."""
-    student_outputs = forward_outputs(student, images)
-    with torch.no_grad():
-        teacher_outputs = forward_outputs(teacher, images)
-    return student_outputs, teacher_outputs

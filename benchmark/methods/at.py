@@ -24,13 +24,12 @@ from torch import nn
 
 from benchmark.errors import XdkdError
 from benchmark.methods.adapters import (
-    forward_pair,
     match_stages,
     probe_pair,
     resize_to,
     smaller_size,
 )
-from benchmark.methods.base import Batch, Method
+from benchmark.methods.base import Batch, Method, distillation_step
 from benchmark.methods.registry import METHODS
 
 
@@ -75,9 +74,9 @@ class AT(Method):
     def losses(
         self, student: nn.Module, teacher: nn.Module | None, batch: Batch
     ) -> dict[str, torch.Tensor]:
-        student_out, teacher_out = forward_pair(student, teacher, batch.all_images())
+        step = distillation_step(student, teacher, batch, features=True)
+        student_out, teacher_out = step.student_outputs, step.teacher_outputs
         student_maps = [student_out.stages[s] for s, _ in self.pairs]
         teacher_maps = [teacher_out.stages[t] for _, t in self.pairs]
-        ce = F.cross_entropy(student_out.logits[: len(batch.source_labels)], batch.source_labels)
         at = at_loss(student_maps, teacher_maps, self.params["p"])
-        return {"ce": self.params["ce_weight"] * ce, "at": self.params["weight"] * at}
+        return {"ce": self.params["ce_weight"] * step.source_ce, "at": self.params["weight"] * at}

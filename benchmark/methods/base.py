@@ -79,24 +79,29 @@ class Method(nn.Module):
 @dataclass
 class DistillationStep:
     """What most distillation losses start from: the student's logits on every image of the
-    batch (and its stage/pooled features when asked), the frozen teacher's logits on the same
-    images, and cross-entropy on the labelled source rows."""
+    batch, the frozen teacher's logits on the same images, cross-entropy on the labelled
+    source rows and, when asked, both networks' stage and pooled features."""
 
     student_logits: torch.Tensor
     teacher_logits: torch.Tensor
     source_ce: torch.Tensor
     source_count: int
     student_outputs: ModelOutputs | None = None
+    teacher_outputs: ModelOutputs | None = None
 
 
 def distillation_step(
     student: nn.Module, teacher: nn.Module, batch: Batch, features: bool = False
 ) -> DistillationStep:
+    """A training forward of the student and a gradient-free one of the frozen teacher."""
     images = batch.all_images()
-    outputs = forward_outputs(student, images) if features else None
-    student_logits = outputs.logits if outputs is not None else student(images)
+    student_outputs = forward_outputs(student, images) if features else None
+    student_logits = student_outputs.logits if features else student(images)
     with torch.no_grad():
-        teacher_logits = teacher(images)
+        teacher_outputs = forward_outputs(teacher, images) if features else None
+        teacher_logits = teacher_outputs.logits if features else teacher(images)
     source_count = len(batch.source_labels)
     source_ce = F.cross_entropy(student_logits[:source_count], batch.source_labels)
-    return DistillationStep(student_logits, teacher_logits, source_ce, source_count, outputs)
+    return DistillationStep(
+        student_logits, teacher_logits, source_ce, source_count, student_outputs, teacher_outputs
+    )

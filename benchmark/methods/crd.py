@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.methods.adapters import forward_pair, probe_pair
-from benchmark.methods.base import Batch, Method
+from benchmark.methods.adapters import probe_pair
+from benchmark.methods.base import Batch, Method, distillation_step
 from benchmark.methods.registry import METHODS
 
 
@@ -95,7 +95,8 @@ class CRD(Method):
     def losses(
         self, student: nn.Module, teacher: nn.Module | None, batch: Batch
     ) -> dict[str, torch.Tensor]:
-        student_out, teacher_out = forward_pair(student, teacher, batch.all_images())
+        step = distillation_step(student, teacher, batch, features=True)
+        student_out, teacher_out = step.student_outputs, step.teacher_outputs
         student_z = F.normalize(self.student_embed(student_out.pooled), dim=1)
         teacher_z = F.normalize(self.teacher_embed(teacher_out.pooled), dim=1)
         temperature = self.params["temperature"]
@@ -105,6 +106,5 @@ class CRD(Method):
         teacher_anchored = crd_nce_loss(
             teacher_z, student_z.detach(), self.student_queue.push(student_z), temperature
         )
-        ce = F.cross_entropy(student_out.logits[: len(batch.source_labels)], batch.source_labels)
         crd = student_anchored + teacher_anchored
-        return {"ce": self.params["ce_weight"] * ce, "crd": self.params["weight"] * crd}
+        return {"ce": self.params["ce_weight"] * step.source_ce, "crd": self.params["weight"] * crd}

@@ -21,12 +21,11 @@ from torch import nn
 from benchmark.methods.adapters import (
     MIDDLE,
     conv_adapter,
-    forward_pair,
     probe_pair,
     resize_to,
     stage_at_depth,
 )
-from benchmark.methods.base import Batch, Method
+from benchmark.methods.base import Batch, Method, distillation_step
 from benchmark.methods.registry import METHODS
 
 
@@ -52,9 +51,12 @@ class FitNet(Method):
     def losses(
         self, student: nn.Module, teacher: nn.Module | None, batch: Batch
     ) -> dict[str, torch.Tensor]:
-        student_out, teacher_out = forward_pair(student, teacher, batch.all_images())
+        step = distillation_step(student, teacher, batch, features=True)
+        student_out, teacher_out = step.student_outputs, step.teacher_outputs
         hint = teacher_out.stages[self.teacher_stage]
         guided = resize_to(student_out.stages[self.student_stage], hint.shape[-2:])
-        ce = F.cross_entropy(student_out.logits[: len(batch.source_labels)], batch.source_labels)
         fitnet = fitnet_loss(self.regressor(guided), hint)
-        return {"ce": self.params["ce_weight"] * ce, "fitnet": self.params["weight"] * fitnet}
+        return {
+            "ce": self.params["ce_weight"] * step.source_ce,
+            "fitnet": self.params["weight"] * fitnet,
+        }

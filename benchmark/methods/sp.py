@@ -17,8 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.methods.adapters import forward_pair
-from benchmark.methods.base import Batch, Method
+from benchmark.methods.base import Batch, Method, distillation_step
 from benchmark.methods.registry import METHODS
 
 
@@ -43,7 +42,7 @@ class SP(Method):
     def losses(
         self, student: nn.Module, teacher: nn.Module | None, batch: Batch
     ) -> dict[str, torch.Tensor]:
-        student_out, teacher_out = forward_pair(student, teacher, batch.all_images())
-        ce = F.cross_entropy(student_out.logits[: len(batch.source_labels)], batch.source_labels)
+        step = distillation_step(student, teacher, batch, features=True)
+        student_out, teacher_out = step.student_outputs, step.teacher_outputs
         sp = sp_loss(student_out.stages[-1], teacher_out.stages[-1])
-        return {"ce": self.params["ce_weight"] * ce, "sp": self.params["weight"] * sp}
+        return {"ce": self.params["ce_weight"] * step.source_ce, "sp": self.params["weight"] * sp}

@@ -26,13 +26,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.methods.adapters import (
-    forward_pair,
     match_stages,
     probe_pair,
     resize_to,
     smaller_size,
 )
-from benchmark.methods.base import Batch, Method
+from benchmark.methods.base import Batch, Method, distillation_step
 from benchmark.methods.registry import METHODS
 
 
@@ -78,7 +77,8 @@ class VID(Method):
     def losses(
         self, student: nn.Module, teacher: nn.Module | None, batch: Batch
     ) -> dict[str, torch.Tensor]:
-        student_out, teacher_out = forward_pair(student, teacher, batch.all_images())
+        step = distillation_step(student, teacher, batch, features=True)
+        student_out, teacher_out = step.student_outputs, step.teacher_outputs
         per_stage = []
         for (s, t), regressor, raw in zip(
             self.pairs, self.regressors, self.raw_variances, strict=True
@@ -87,6 +87,5 @@ class VID(Method):
             predicted = regressor(resize_to(student_out.stages[s], size))
             target = resize_to(teacher_out.stages[t], size)
             per_stage.append(vid_loss(predicted, target, raw, self.params["eps"]))
-        ce = F.cross_entropy(student_out.logits[: len(batch.source_labels)], batch.source_labels)
         vid = torch.stack(per_stage).mean()
-        return {"ce": self.params["ce_weight"] * ce, "vid": self.params["weight"] * vid}
+        return {"ce": self.params["ce_weight"] * step.source_ce, "vid": self.params["weight"] * vid}
