@@ -34,8 +34,9 @@ def suite_path(name: str) -> Path:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from benchmark.config import load_suite
-    from benchmark.harness import Harness, expand, method_protocols
-    from benchmark.provenance import device_description, resolve_device
+    from benchmark.executors import run_sweep
+    from benchmark.harness import expand, method_protocols
+    from benchmark.provenance import resolve_device
     from benchmark.report import write_leaderboard
     from benchmark.store import RunStore
 
@@ -44,27 +45,87 @@ def cmd_run(args: argparse.Namespace) -> int:
     for note in method_protocols(suite)[1]:
         print(f"note: {note}")
     device = resolve_device(args.device)
+    options = executor_options(args)
     out = Path(args.out or Path("runs") / suite.name)
     results = Path(args.results or Path("results") / suite.name)
     store = RunStore(out)
+    where = (
+        f"Slurm ({options.slurm.cluster})"
+        if options.executor == "slurm"
+        else describe_workers(device, options)
+    )
     print(
-        f"suite '{suite.name}': {len(specs)} runs on {device_description(device)}; "
+        f"suite '{suite.name}': {len(specs)} runs on {where}; "
         f"records in {out}/, leaderboard in {results}/"
     )
-    summary = Harness(store, device, progress=not args.no_progress).run(specs)
+    summary = run_sweep(store, specs, device, options)
     print(
-        f"{len(summary.done)} runs done, {summary.skipped} already recorded, "
+        f"{len(summary.done)} runs done, {summary.recorded} already recorded, "
         f"{len(summary.failed)} failed"
+        + (f", {summary.not_retried} failed before (not retried)" if summary.not_retried else "")
     )
-    for spec, reason in summary.failed:
-        print(f"  failed: {spec.key} {spec.method.name} {spec.pair.label}: {reason}")
+    for key, label, reason in summary.failed:
+        print(f"  failed: {key} {label}: {reason}")
     wanted = {spec.key for spec in specs}
     records = [record for record in store.records() if record.key in wanted]
     if records:
         command = "xdkd " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         _, text = write_leaderboard(records, results, command)
         print(text)
-    return 1 if summary.failed else 0
+    return 1 if summary.failed or summary.not_retried else 0
+
+
+def executor_options(args: argparse.Namespace):
+    from benchmark.executors import ExecutorOptions, SlurmOptions
+
+    if args.workers is not None and args.workers < 0:
+        raise XdkdError(f"--workers {args.workers}: give 0 (in this process) or more")
+    if args.jobs_per_gpu < 1:
+        raise XdkdError(f"--jobs-per-gpu {args.jobs_per_gpu}: give 1 or more")
+    slurm = SlurmOptions(
+        partition=args.slurm_partition,
+        time_min=args.slurm_time,
+        gpus_per_task=args.slurm_gpus_per_task,
+        cpus_per_task=args.slurm_cpus_per_task,
+        mem_gb=args.slurm_mem_gb,
+        array_parallelism=args.slurm_array_parallelism,
+        account=args.slurm_account,
+        max_requeues=args.slurm_max_requeues,
+        cluster=args.slurm_cluster,
+        detach=args.detach,
+    )
+    return ExecutorOptions(
+        executor=args.executor,
+        workers=args.workers,
+        jobs_per_gpu=args.jobs_per_gpu,
+        retry_failed=args.retry_failed,
+        progress=not args.no_progress,
+        slurm=slurm,
+    )
+
+
+def describe_workers(device, options) -> str:
+    from benchmark.executors.local import worker_setups
+    from benchmark.provenance import device_description
+
+    setups = worker_setups(device, options.workers, options.jobs_per_gpu)
+    if not setups:
+        return f"{device_description(device)}, in this process"
+    if setups[0].gpu is None:
+        return f"{len(setups)} CPU worker(s), {setups[0].threads} thread(s) each"
+    gpus = sorted({setup.gpu for setup in setups})
+    return f"{len(setups)} worker(s) on GPU(s) {', '.join(map(str, gpus))}"
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from benchmark.status import print_status, read_status
+
+    root = Path(args.runs)
+    if not root.is_dir() and (Path("runs") / args.runs).is_dir():
+        root = Path("runs") / args.runs
+    status = read_status(root)
+    print_status(status, root, verbose=args.all)
+    return 1 if status.failed else 0
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
@@ -150,6 +211,65 @@ def cmd_methods(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_executor_options(run: argparse.ArgumentParser) -> None:
+    local = run.add_argument_group("where runs execute")
+    local.add_argument(
+        "--executor",
+        default="local",
+        choices=["local", "slurm"],
+        help="local: worker processes on this machine (default); slurm: submitit job arrays",
+    )
+    local.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="local worker processes (default: one per visible GPU x --jobs-per-gpu, or one "
+        "on CPU, the cores split between them); 0 runs everything in this process",
+    )
+    local.add_argument(
+        "--jobs-per-gpu", type=int, default=1, metavar="K", help="workers per GPU (default 1)"
+    )
+    slurm = run.add_argument_group("Slurm (--executor slurm)")
+    slurm.add_argument("--slurm-partition", metavar="NAME", help="partition (-p)")
+    slurm.add_argument("--slurm-account", metavar="NAME", help="account (-A)")
+    slurm.add_argument(
+        "--slurm-time", type=int, default=240, metavar="MIN", help="time limit per task (240)"
+    )
+    slurm.add_argument(
+        "--slurm-gpus-per-task", type=int, default=1, metavar="G", help="GPUs per task (1)"
+    )
+    slurm.add_argument(
+        "--slurm-cpus-per-task", type=int, default=8, metavar="C", help="CPUs per task (8)"
+    )
+    slurm.add_argument("--slurm-mem-gb", type=int, metavar="GB", help="memory per task")
+    slurm.add_argument(
+        "--slurm-array-parallelism",
+        type=int,
+        default=32,
+        metavar="P",
+        help="array tasks running at once (32)",
+    )
+    slurm.add_argument(
+        "--slurm-max-requeues",
+        type=int,
+        default=3,
+        metavar="R",
+        help="requeues of a preempted or timed-out task (3)",
+    )
+    slurm.add_argument(
+        "--slurm-cluster",
+        default="slurm",
+        choices=["slurm", "local", "debug"],
+        help="slurm, or submitit's local/debug executors to try the same path without a "
+        "cluster (default slurm)",
+    )
+    slurm.add_argument(
+        "--detach",
+        action="store_true",
+        help="submit and return; follow with xdkd status, rerun the command to collect",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="xdkd",
@@ -187,7 +307,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--set seeds=[0,1] --set student_recipe.epochs=2",
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="run again the runs (and teachers) that failed before; by default they are "
+        "reported and skipped",
+    )
+    add_executor_options(run)
     run.set_defaults(handler=cmd_run)
+
+    status = commands.add_parser(
+        "status",
+        help="what a runs directory holds: done, failed (with reasons), running, queued",
+        description="Read a runs directory (written by xdkd run, by any executor, possibly "
+        "still running) and count its runs: done, failed with the reason, running (with host "
+        "and pid) and queued. Exit status 1 when some failed.",
+    )
+    status.add_argument(
+        "runs", nargs="?", default="runs/quick", help="runs directory or suite name (runs/NAME)"
+    )
+    status.add_argument("--all", action="store_true", help="list every run, not only failures")
+    status.set_defaults(handler=cmd_status)
 
     datasets = commands.add_parser(
         "datasets",
@@ -201,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     datasets.add_argument("--split", default="train", choices=["train", "test"])
     datasets.add_argument("--count", type=int, default=64, help="images in the grid")
     datasets.set_defaults(handler=cmd_datasets)
+
 
     corruptions = commands.add_parser(
         "corruptions",

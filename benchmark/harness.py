@@ -1,7 +1,10 @@
-"""Expand a suite into runs, skip finished ones, share teachers, execute, record.
+"""Expand a suite into runs, and run one of them: train, evaluate, build its record.
 
 Teachers depend on (source, backbone, recipe, seed, image size, validation share) only, so
-each is trained once, saved beside the runs and reused by every student and method.
+each is trained once, saved beside the runs and reused by every student and method; a lock
+on the teacher's directory makes sure that, across every process sharing the store, one
+trains it and the others wait and load it. Which runs execute where is the executors' job
+(`benchmark.executors`).
 """
 
 from __future__ import annotations
@@ -9,11 +12,9 @@ from __future__ import annotations
 import copy
 import resource
 import time
-from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from benchmark.config import RunRecord, RunSpec, Suite, TeacherSpec
 from benchmark.cost import model_cost
@@ -21,6 +22,7 @@ from benchmark.data.domains import domain_info
 from benchmark.data.provider import SplitProvider
 from benchmark.errors import XdkdError
 from benchmark.evaluate import accuracy, domain_metrics
+from benchmark.locks import file_lock
 from benchmark.methods import METHODS, create_method
 from benchmark.models import create_backbone
 from benchmark.provenance import device_description, provenance
@@ -86,11 +88,8 @@ def expand(suite: Suite) -> list[RunSpec]:
     return list(specs.values())
 
 
-@dataclass
-class SweepSummary:
-    done: list[RunRecord] = field(default_factory=list)
-    skipped: int = 0
-    failed: list[tuple[RunSpec, str]] = field(default_factory=list)
+class TeacherFailed(Exception):
+    """The run's teacher could not be trained; its reason is in the teacher's error.json."""
 
 
 def run_label(spec: RunSpec) -> str:
@@ -120,11 +119,12 @@ class Harness:
         self.splits = SplitProvider(device)
         self._teachers: dict[str, tuple[nn.Module, dict] | Exception] = {}
 
-    def teacher(self, spec: TeacherSpec) -> tuple[nn.Module, dict]:
-        """The cached teacher for this spec, trained here if it is not on disk yet."""
-        if spec.key not in self._teachers:
+    def teacher(self, spec: TeacherSpec, retry_failed: bool = False) -> tuple[nn.Module, dict]:
+        """The teacher for this spec, loaded from the store or trained here. A teacher that
+        failed before fails again at once with its recorded reason, unless `retry_failed`."""
+        if spec.key not in self._teachers or retry_failed:
             try:
-                self._teachers[spec.key] = self._load_or_train_teacher(spec)
+                self._teachers[spec.key] = self._load_or_train_teacher(spec, retry_failed)
             except Exception as error:  # every run sharing this teacher fails with the reason
                 self._teachers[spec.key] = error
         cached = self._teachers[spec.key]
@@ -132,12 +132,27 @@ class Harness:
             raise cached
         return cached
 
-    def _load_or_train_teacher(self, spec: TeacherSpec) -> tuple[nn.Module, dict]:
-        saved = self.store.load_teacher(spec)
-        if saved is not None:
-            model = create_backbone(spec.backbone, domain_info(spec.source).num_classes)
-            model.load_state_dict(saved[0])
-            return freeze(model.to(self.device)), saved[1]
+    def _load_or_train_teacher(
+        self, spec: TeacherSpec, retry_failed: bool
+    ) -> tuple[nn.Module, dict]:
+        """Under the teacher's lock, so that one process trains it and the others wait
+        and load it."""
+        with file_lock(self.store.teacher_lock(spec)):
+            saved = self.store.load_teacher(spec)
+            if saved is not None:
+                model = create_backbone(spec.backbone, domain_info(spec.source).num_classes)
+                model.load_state_dict(saved[0])
+                return freeze(model.to(self.device)), saved[1]
+            recorded = self.store.teacher_error(spec)
+            if recorded and not retry_failed:
+                raise TeacherFailed(f"teacher {spec.key} failed: {recorded}")
+            try:
+                return self._train_teacher(spec)
+            except Exception as error:
+                self.store.write_teacher_error(spec, error)
+                raise
+
+    def _train_teacher(self, spec: TeacherSpec) -> tuple[nn.Module, dict]:
         started = time.perf_counter()
         model, _ = train_teacher(spec, self.splits, self.device, self.progress)
         test = self.splits.split(spec.source, "test", spec.image_size)
@@ -227,30 +242,3 @@ class Harness:
             "source_val_acc": fitted.validation_accuracy[fitted.best_epoch],
             **metrics,
         }
-
-    def run(self, specs: list[RunSpec]) -> SweepSummary:
-        """Run every spec without a record; a failure is recorded and the sweep goes on."""
-        summary = SweepSummary()
-        todo = [spec for spec in specs if not self.store.has_record(spec)]
-        summary.skipped = len(specs) - len(todo)
-        if summary.skipped:
-            tqdm.write(f"{summary.skipped} of {len(specs)} runs already recorded, skipped")
-        bar = tqdm(todo, desc="suite", unit="run", disable=not self.progress)
-        for spec in bar:
-            bar.set_postfix_str(run_label(spec))
-            try:
-                record = self.run_one(spec)
-            except KeyboardInterrupt:
-                raise
-            except Exception as error:
-                self.store.write_error(spec, error)
-                summary.failed.append((spec, f"{type(error).__name__}: {error}"))
-                tqdm.write(f"FAILED {run_label(spec)}: {error}")
-                continue
-            self.store.write_record(record)
-            summary.done.append(record)
-            tqdm.write(
-                f"done {run_label(spec)}: target {100 * record.metrics['target_acc']:.1f}% "
-                f"({record.wall_time_s:.0f} s)"
-            )
-        return summary

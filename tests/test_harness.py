@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from benchmark.config import load_suite
+from benchmark.executors import ExecutorOptions, run_sweep
 from benchmark.harness import Harness, expand
 from benchmark.methods import METHODS
 from benchmark.methods.base import Method
@@ -14,15 +15,22 @@ from benchmark.store import RunStore
 CPU = torch.device("cpu")
 
 
-def run(suite_path, out, **kwargs):
-    suite = load_suite(suite_path, kwargs.get("overrides"))
-    return Harness(RunStore(out), CPU, progress=False).run(expand(suite))
+def run(suite_path, out, overrides=None, retry_failed=False):
+    """The sweep in this process (workers=0), so that test doubles patched in apply."""
+    suite = load_suite(suite_path, overrides)
+    options = ExecutorOptions(workers=0, progress=False, retry_failed=retry_failed)
+    return run_sweep(RunStore(out), expand(suite), CPU, options)
+
+
+def records(out, summary):
+    store = RunStore(out)
+    return [record for record in store.records() if record.key in summary.done]
 
 
 def test_runs_write_records_then_a_rerun_skips_them(tiny_suite, tmp_path):
     path = tiny_suite()
     first = run(path, tmp_path / "runs")
-    assert len(first.done) == 3 and first.skipped == 0 and not first.failed
+    assert len(first.done) == 3 and first.recorded == 0 and not first.failed
     records = sorted((tmp_path / "runs" / "runs").glob("*/record.json"))
     assert len(records) == 3
     by_method = {json.loads(p.read_text())["spec"]["method"]["name"]: p for p in records}
@@ -44,29 +52,30 @@ def test_runs_write_records_then_a_rerun_skips_them(tiny_suite, tmp_path):
         record["metrics"]
     )
     second = run(path, tmp_path / "runs")
-    assert second.skipped == 3 and not second.done
+    assert second.recorded == 3 and not second.done
 
 
 def test_one_teacher_is_trained_for_two_students_and_reused_from_disk(tiny_suite, tmp_path):
     path = tiny_suite(students=["lenet", "dtn"], methods=["source_only", "kd"])
     trained = []
-    real = Harness._load_or_train_teacher
+    real = Harness._train_teacher
 
     def counting(self, spec):
         trained.append(spec.key)
         return real(self, spec)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(Harness, "_load_or_train_teacher", counting)
+        patch.setattr(Harness, "_train_teacher", counting)
         summary = run(path, tmp_path / "runs")
-    assert len(summary.done) == 4 and len(trained) == 1
-    assert len(list((tmp_path / "runs" / "teachers").iterdir())) == 1
-    teacher_acc = {r.teacher["source_accuracy"] for r in summary.done}
-    assert len(teacher_acc) == 1
-    # a new method on the same teacher loads it from disk instead of training again
-    again = run(path, tmp_path / "runs", overrides=["methods=[source_only, kd, teacher]"])
-    assert len(again.done) == 1
-    assert again.done[0].teacher["source_accuracy"] == teacher_acc.pop()
+        assert len(summary.done) == 4 and len(trained) == 1
+        assert len(list((tmp_path / "runs" / "teachers").iterdir())) == 1
+        teacher_acc = {r.teacher["source_accuracy"] for r in records(tmp_path / "runs", summary)}
+        assert len(teacher_acc) == 1
+        # a new method on the same teacher loads it from disk instead of training again
+        again = run(path, tmp_path / "runs", overrides=["methods=[source_only, kd, teacher]"])
+    assert len(again.done) == 1 and len(trained) == 1
+    (new,) = records(tmp_path / "runs", again)
+    assert new.teacher["source_accuracy"] == teacher_acc.pop()
 
 
 class Exploding(Method):
@@ -85,16 +94,19 @@ def test_a_failed_run_writes_error_json_and_the_sweep_goes_on(tiny_suite, tmp_pa
     errors = RunStore(tmp_path / "runs").errors()
     assert len(errors) == 1
     assert "loss 'boom' became nan at step 0" in errors[0]["error"]
-    # the finished record survives, and a rerun retries only the failed run
+    # the finished record survives; a rerun reports the failed run without running it,
+    # and --retry-failed runs it again
     again = run(path, tmp_path / "runs")
-    assert again.skipped == 1 and len(again.failed) == 1
+    assert again.recorded == 1 and again.not_retried == 1 and not again.failed
+    retried = run(path, tmp_path / "runs", retry_failed=True)
+    assert retried.recorded == 1 and len(retried.failed) == 1 and not retried.done
 
 
 def test_same_spec_same_seed_same_numbers(tiny_suite, tmp_path):
     path = tiny_suite(methods=["kd"])
-    first = run(path, tmp_path / "a").done[0]
-    second = run(path, tmp_path / "b").done[0]
+    (first,) = records(tmp_path / "a", run(path, tmp_path / "a"))
+    (second,) = records(tmp_path / "b", run(path, tmp_path / "b"))
     assert first.key == second.key
     assert first.per_domain == second.per_domain
-    other_seed = run(path, tmp_path / "c", overrides=["seeds=[1]"]).done[0]
+    (other_seed,) = records(tmp_path / "c", run(path, tmp_path / "c", overrides=["seeds=[1]"]))
     assert other_seed.key != first.key

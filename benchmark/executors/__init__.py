@@ -1,0 +1,42 @@
+"""Where runs execute: `local` (a pool of worker processes, or the driver itself) and
+`slurm` (submitit job arrays). Both share the plan, the scheduler's order (teachers first)
+and the store's claims, so any mix of them, killed and restarted at any moment, ends with
+exactly one record per spec."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+
+from benchmark.config import RunSpec
+from benchmark.executors.local import run_in_process, run_pool, worker_setups
+from benchmark.executors.plan import SweepSummary, plan_sweep
+from benchmark.executors.slurm import SlurmOptions, run_slurm
+from benchmark.store import RunStore
+
+__all__ = ["ExecutorOptions", "SlurmOptions", "SweepSummary", "run_sweep"]
+
+
+@dataclass(frozen=True)
+class ExecutorOptions:
+    executor: Literal["local", "slurm"] = "local"
+    workers: int | None = None  # None: one per visible GPU x jobs_per_gpu, or one on CPU
+    jobs_per_gpu: int = 1
+    retry_failed: bool = False
+    progress: bool = True
+    slurm: SlurmOptions = field(default_factory=SlurmOptions)
+
+
+def run_sweep(
+    store: RunStore, specs: list[RunSpec], device: torch.device, options: ExecutorOptions
+) -> SweepSummary:
+    """Run every spec that has no record yet (and, with retry_failed, those that failed)."""
+    plan = plan_sweep(store, specs, options.retry_failed)
+    if options.executor == "slurm":
+        return run_slurm(store, plan, options.slurm, options.retry_failed, options.progress)
+    setups = worker_setups(device, options.workers, options.jobs_per_gpu)
+    if not setups:
+        return run_in_process(store, plan, device, options.retry_failed, options.progress)
+    return run_pool(store, plan, setups, options.retry_failed, options.progress)

@@ -1,0 +1,256 @@
+"""The local executor: a pool of long-lived worker processes on this machine.
+
+Each worker is a spawned process that builds its harness once (CUDA initialised once, its
+teachers and device-resident data kept across runs) and takes one task at a time from its
+own queue. With GPUs there are `jobs_per_gpu` workers per visible GPU, each pinned to its GPU
+through CUDA_VISIBLE_DEVICES; on CPU the cores are split evenly between the workers. Workers
+die with the driver (PR_SET_PDEATHSIG, and a parent check while idle), so a killed driver
+leaves no orphan behind; a worker that dies mid-run is replaced and its task handed out
+again, and a task that kills two workers is recorded as failed.
+
+`workers=0` runs every task in the driver process itself, with per-run progress bars: the
+way to debug a method.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing
+import os
+import queue
+import signal
+import time
+from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+
+import torch
+
+from benchmark.config import RunSpec, TeacherSpec
+from benchmark.errors import XdkdError
+from benchmark.executors.plan import Scheduler, SweepPlan, SweepProgress, SweepSummary
+from benchmark.executors.tasks import Result, Task, execute
+from benchmark.harness import Harness
+from benchmark.store import RunStore
+
+POLL_S = 0.5
+MAX_WORKER_DEATHS = 2  # per task: a task that kills this many workers is recorded as failed
+
+
+@dataclass(frozen=True)
+class WorkerSetup:
+    """What one worker process runs on: a device name, the GPU it is pinned to (None on
+    CPU) and its share of CPU threads."""
+
+    device: str
+    gpu: int | None
+    threads: int
+
+
+def worker_setups(
+    device: torch.device, workers: int | None, jobs_per_gpu: int
+) -> list[WorkerSetup]:
+    """Default: one worker per visible GPU times `jobs_per_gpu`; on CPU, one worker. CPU
+    threads are divided between the workers, at least one each."""
+    gpus = torch.cuda.device_count() if device.type == "cuda" else 0
+    if device.type == "cuda" and device.index is not None:
+        gpus_used = [device.index]
+    else:
+        gpus_used = list(range(gpus))
+    count = workers if workers is not None else max(1, len(gpus_used) * jobs_per_gpu)
+    threads = max(1, (os.cpu_count() or 1) // max(count, 1))
+    if not gpus_used:
+        return [WorkerSetup("cpu", None, threads) for _ in range(count)]
+    return [WorkerSetup("cuda:0", gpus_used[i % len(gpus_used)], threads) for i in range(count)]
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (no-op elsewhere)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def worker_main(
+    driver: int,
+    root: str,
+    setup: WorkerSetup,
+    retry_failed: bool,
+    tasks: multiprocessing.Queue,
+    results,
+) -> None:
+    _die_with_parent()
+    if os.getppid() != driver:  # the driver died while this process was starting
+        return
+    torch.set_num_threads(setup.threads)
+    from benchmark.provenance import resolve_device
+
+    harness = Harness(RunStore(Path(root)), resolve_device(setup.device), progress=False)
+    while True:
+        try:
+            task = tasks.get(timeout=1.0)
+        except queue.Empty:
+            if os.getppid() != driver:
+                return
+            continue
+        if task is None or os.getppid() != driver:
+            return
+        results.put((task.key, execute(harness, task, retry_failed)))
+
+
+class Worker:
+    def __init__(
+        self, index: int, setup: WorkerSetup, context, root: Path, retry_failed: bool, results
+    ) -> None:
+        self.index = index
+        self.setup = setup
+        self.tasks = context.Queue()
+        self.current: Task | None = None
+        self.teacher_key: str | None = None
+        self.process = self._start(context, root, retry_failed, results)
+
+    def _start(self, context, root: Path, retry_failed: bool, results) -> BaseProcess:
+        process = context.Process(
+            target=worker_main,
+            args=(os.getpid(), str(root), self.setup, retry_failed, self.tasks, results),
+            name=f"xdkd-worker-{self.index}",
+            daemon=True,
+        )
+        saved = os.environ.get("CUDA_VISIBLE_DEVICES")
+        if self.setup.gpu is not None:  # the child inherits the environment at spawn time
+            os.environ["CUDA_VISIBLE_DEVICES"] = str(self.setup.gpu)
+        try:
+            process.start()
+        finally:
+            if saved is None:
+                os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+            else:
+                os.environ["CUDA_VISIBLE_DEVICES"] = saved
+        return process
+
+    def give(self, task: Task) -> None:
+        self.current = task
+        self.tasks.put(task)
+
+
+def run_in_process(
+    store: RunStore, plan: SweepPlan, device: torch.device, retry_failed: bool, progress: bool
+) -> SweepSummary:
+    harness = Harness(store, device, progress=progress)
+    scheduler = Scheduler(*plan.tasks)
+    bar = SweepProgress(plan, progress)
+    teacher_key = None
+    while not scheduler.finished:
+        task = scheduler.next(teacher_key)
+        if task is None:  # only runs held by other processes are left
+            time.sleep(POLL_S)
+            continue
+        bar.update(scheduler)
+        result = execute(harness, task, retry_failed)
+        scheduler.report(task, result)
+        bar.finished(task, result)
+        teacher_key = task.teacher_key
+    return bar.close(scheduler)
+
+
+def run_pool(
+    store: RunStore,
+    plan: SweepPlan,
+    setups: list[WorkerSetup],
+    retry_failed: bool,
+    progress: bool,
+) -> SweepSummary:
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    workers = [
+        Worker(i, setup, context, store.root, retry_failed, results)
+        for i, setup in enumerate(setups)
+    ]
+    scheduler = Scheduler(*plan.tasks)
+    bar = SweepProgress(plan, progress)
+    deaths: dict[str, int] = {}
+    try:
+        while not scheduler.finished:
+            for worker in workers:
+                if worker.current is None:
+                    task = scheduler.next(worker.teacher_key)
+                    if task is not None:
+                        worker.give(task)
+            bar.update(scheduler)
+            _collect(results, workers, scheduler, bar)
+            for index, worker in enumerate(workers):
+                if not worker.process.is_alive():
+                    _drain(results, workers, scheduler, bar)
+                    workers[index] = _replace(worker, context, store, retry_failed, results)
+                    _reassign(worker, store, scheduler, bar, deaths)
+    finally:
+        for worker in workers:
+            if worker.process.is_alive():
+                worker.tasks.put(None)
+        for worker in workers:
+            worker.process.join(timeout=10)
+            if worker.process.is_alive():
+                worker.process.kill()
+    return bar.close(scheduler)
+
+
+def _collect(results, workers: list[Worker], scheduler: Scheduler, bar: SweepProgress) -> None:
+    try:
+        key, result = results.get(timeout=POLL_S)
+    except queue.Empty:
+        return
+    _finish(key, result, workers, scheduler, bar)
+
+
+def _drain(results, workers: list[Worker], scheduler: Scheduler, bar: SweepProgress) -> None:
+    """Results a worker sent just before it died are still valid."""
+    while True:
+        try:
+            key, result = results.get_nowait()
+        except queue.Empty:
+            return
+        _finish(key, result, workers, scheduler, bar)
+
+
+def _finish(
+    key: str, result: Result, workers: list[Worker], scheduler: Scheduler, bar: SweepProgress
+) -> None:
+    worker = next((w for w in workers if w.current is not None and w.current.key == key), None)
+    if worker is None:
+        return
+    task, worker.current = worker.current, None
+    worker.teacher_key = task.teacher_key
+    scheduler.report(task, result)
+    bar.finished(task, result)
+
+
+def _replace(worker: Worker, context, store: RunStore, retry_failed: bool, results) -> Worker:
+    return Worker(worker.index, worker.setup, context, store.root, retry_failed, results)
+
+
+def _reassign(
+    dead: Worker, store: RunStore, scheduler: Scheduler, bar: SweepProgress, deaths: dict
+) -> None:
+    """The dead worker's task goes back to the queue, or is recorded as failed if it has
+    now killed MAX_WORKER_DEATHS workers."""
+    task = dead.current
+    if task is None:
+        return
+    deaths[task.key] = deaths.get(task.key, 0) + 1
+    if deaths[task.key] < MAX_WORKER_DEATHS:
+        scheduler.requeue(task)
+        return
+    reason = (
+        f"worker process died {deaths[task.key]} times while running it "
+        f"(last exit code {dead.process.exitcode}; out of memory?)"
+    )
+    error = XdkdError(reason)
+    if task.kind == "run":
+        store.write_error(RunSpec.model_validate_json(task.spec_json), error)
+    else:
+        store.write_teacher_error(TeacherSpec.model_validate_json(task.spec_json), error)
+    result = Result(task.key, "failed", f"XdkdError: {reason}")
+    scheduler.report(task, result)
+    bar.finished(task, result)

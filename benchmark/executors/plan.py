@@ -1,0 +1,169 @@
+"""What a sweep has left to do, in what order, and how far it has got.
+
+Every executor shares this: the plan (which specs are recorded, failed before, or to do;
+which teachers must be trained first), the scheduler that hands out tasks (teachers first,
+then runs, preferring a worker's current teacher) and the one progress bar of the sweep.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from tqdm.auto import tqdm
+
+from benchmark.config import RunSpec, TeacherSpec
+from benchmark.executors.tasks import Result, Task
+from benchmark.store import RunStore
+
+BUSY_RETRY_S = 2.0  # how long a run claimed by another process waits before it is asked again
+
+
+@dataclass
+class SweepPlan:
+    specs: list[RunSpec]
+    todo: list[RunSpec]
+    recorded: int
+    not_retried: list[RunSpec]
+    teachers: list[TeacherSpec]
+
+    @property
+    def tasks(self) -> tuple[list[Task], list[Task]]:
+        return [Task.for_teacher(t) for t in self.teachers], [Task.for_run(s) for s in self.todo]
+
+
+def plan_sweep(store: RunStore, specs: list[RunSpec], retry_failed: bool) -> SweepPlan:
+    """Queue every spec in the store (spec.json), then sort out what is left to run: runs
+    without a record, less the failed ones unless `retry_failed`; teachers they need that
+    are not trained yet (a teacher that failed before only with `retry_failed`)."""
+    for spec in specs:
+        store.queue(spec)
+    recorded = sum(store.has_record(spec) for spec in specs)
+    failed = [s for s in specs if not store.has_record(s) and store.has_error(s)]
+    not_retried = [] if retry_failed else failed
+    skipped = {spec.key for spec in not_retried}
+    todo = [s for s in specs if not store.has_record(s) and s.key not in skipped]
+    teachers: dict[str, TeacherSpec] = {}
+    for spec in todo:
+        teacher = spec.teacher_spec
+        if store.has_teacher(teacher) or (store.teacher_error(teacher) and not retry_failed):
+            continue
+        teachers.setdefault(teacher.key, teacher)
+    return SweepPlan(specs, todo, recorded, not_retried, list(teachers.values()))
+
+
+@dataclass
+class SweepSummary:
+    done: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str, str]] = field(default_factory=list)  # key, label, reason
+    recorded: int = 0
+    not_retried: int = 0
+
+
+class Scheduler:
+    """Hands out tasks: every teacher first (they may run in parallel), then the runs once
+    no teacher is in flight, a worker's current teacher's runs first. A run another process
+    holds comes back after BUSY_RETRY_S, until that process records it or dies."""
+
+    def __init__(self, teachers: list[Task], runs: list[Task]) -> None:
+        self.teachers = deque(teachers)
+        self.runs = list(runs)
+        self.deferred: list[tuple[float, Task]] = []
+        self.in_flight: dict[str, Task] = {}
+
+    @property
+    def finished(self) -> bool:
+        return not (self.teachers or self.runs or self.deferred or self.in_flight)
+
+    @property
+    def queued(self) -> int:
+        return len(self.runs) + len(self.deferred)
+
+    def next(self, affinity: str | None = None) -> Task | None:
+        """The next task for a worker that last used teacher `affinity`; None: nothing yet."""
+        task = self._pick(affinity)
+        if task is not None:
+            self.in_flight[task.key] = task
+        return task
+
+    def _pick(self, affinity: str | None) -> Task | None:
+        if self.teachers:
+            return self.teachers.popleft()
+        if any(task.kind == "teacher" for task in self.in_flight.values()):
+            return None
+        if self.runs:
+            index = next((i for i, task in enumerate(self.runs) if task.teacher_key == affinity), 0)
+            return self.runs.pop(index)
+        now = time.monotonic()
+        for index, (ready, _) in enumerate(self.deferred):
+            if ready <= now:
+                return self.deferred.pop(index)[1]
+        return None
+
+    def report(self, task: Task, result: Result) -> None:
+        del self.in_flight[task.key]
+        if result.outcome == "busy":
+            self.deferred.append((time.monotonic() + BUSY_RETRY_S, task))
+
+    def requeue(self, task: Task) -> None:
+        """A task whose worker died: it goes back to the front of its queue."""
+        del self.in_flight[task.key]
+        if task.kind == "teacher":
+            self.teachers.appendleft(task)
+        else:
+            self.runs.insert(0, task)
+
+
+class SweepProgress:
+    """One bar over the sweep's runs: done, failed, running and queued, with time left."""
+
+    def __init__(self, plan: SweepPlan, enabled: bool) -> None:
+        self.summary = SweepSummary(recorded=plan.recorded, not_retried=len(plan.not_retried))
+        self.teachers_left = len(plan.teachers)
+        self.shown: dict[str, int] = {}
+        self.bar = tqdm(total=len(plan.todo), desc="sweep", unit="run", disable=not enabled)
+        if plan.recorded:
+            tqdm.write(f"{plan.recorded} of {len(plan.specs)} runs already recorded, skipped")
+        if plan.not_retried:
+            tqdm.write(
+                f"{len(plan.not_retried)} runs failed before and are not retried "
+                "(see xdkd status; rerun with --retry-failed to retry them)"
+            )
+
+    def update(self, scheduler: Scheduler) -> None:
+        running = sum(task.kind == "run" for task in scheduler.in_flight.values())
+        fields = {
+            "done": len(self.summary.done),
+            "failed": len(self.summary.failed),
+            "running": running,
+            "queued": scheduler.queued,
+        }
+        if self.teachers_left:
+            fields["teachers left"] = self.teachers_left
+        if fields != self.shown:  # redraw on change only: logs stay short
+            self.shown = fields
+            self.bar.set_postfix(fields, refresh=True)
+
+    def finished(self, task: Task, result: Result) -> None:
+        if task.kind == "teacher":
+            self.teachers_left -= 1
+            if result.outcome == "failed":
+                tqdm.write(f"FAILED {task.label}: {result.reason}")
+            return
+        if result.outcome == "busy":
+            return
+        if result.outcome == "failed":
+            self.summary.failed.append((task.key, task.label, result.reason))
+            tqdm.write(f"FAILED {task.label}: {result.reason}")
+        elif result.outcome == "recorded":  # another process finished it meanwhile
+            self.summary.recorded += 1
+        else:
+            self.summary.done.append(task.key)
+            tqdm.write(f"done {task.label}: {result.reason}")
+        self.bar.update(1)
+
+    def close(self, scheduler: Scheduler) -> SweepSummary:
+        self.update(scheduler)
+        self.bar.close()
+        return self.summary

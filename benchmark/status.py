@@ -1,0 +1,96 @@
+"""`xdkd status`: what a runs directory holds, read from the directory alone.
+
+A run is done when it has record.json; failed when it has error.json and nobody holds its
+claim; running while a process holds its claim (claim.lock); queued otherwise (queued by a
+sweep, or started by a process that died before finishing: the next sweep runs it). The
+same rules hold for any executor, on any host sharing the directory.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from benchmark.errors import XdkdError
+from benchmark.harness import run_label
+from benchmark.store import RunStore
+
+
+@dataclass
+class Status:
+    done: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # label, reason
+    running: list[tuple[str, str]] = field(default_factory=list)  # label, who and since when
+    queued: list[str] = field(default_factory=list)
+    teachers: dict[str, int] = field(default_factory=dict)
+
+
+def read_status(root: Path) -> Status:
+    if not (root / "runs").is_dir():
+        raise XdkdError(
+            f"{root} is not a runs directory (no {root / 'runs'}/); give the --out of an "
+            "xdkd run, e.g. xdkd status runs/quick"
+        )
+    store = RunStore(root)
+    status = Status()
+    for directory in sorted(path for path in (root / "runs").iterdir() if path.is_dir()):
+        key = directory.name
+        label = _label(store, key)
+        if (directory / "record.json").is_file():
+            status.done.append(label)
+        elif store.is_running(key):
+            status.running.append((label, _holder(store, key)))
+        elif (error := store.error(key)) is not None:
+            status.failed.append((label, error["error"]))
+        else:
+            status.queued.append(label)
+    status.teachers = _teachers(root)
+    return status
+
+
+def _label(store: RunStore, key: str) -> str:
+    try:
+        return f"{key} {run_label(store.load_spec(key))}"
+    except (OSError, ValueError):
+        return key
+
+
+def _holder(store: RunStore, key: str) -> str:
+    info = store.running_info(key)
+    if info is None:
+        return "claimed"
+    minutes = (time.time() - info["since"]) / 60
+    return f"on {info['host']} pid {info['pid']} for {minutes:.0f} min"
+
+
+def _teachers(root: Path) -> dict[str, int]:
+    counts = {"trained": 0, "failed": 0}
+    for directory in (root / "teachers").glob("*"):
+        if (directory / "teacher.json").is_file():
+            counts["trained"] += 1
+        elif (directory / "error.json").is_file():
+            counts["failed"] += 1
+    return counts
+
+
+def print_status(status: Status, root: Path, verbose: bool) -> None:
+    total = len(status.done) + len(status.failed) + len(status.running) + len(status.queued)
+    print(
+        f"{root}: {total} runs: {len(status.done)} done, {len(status.failed)} failed, "
+        f"{len(status.running)} running, {len(status.queued)} queued; teachers: "
+        f"{status.teachers['trained']} trained, {status.teachers['failed']} failed"
+    )
+    for label, reason in status.failed:
+        print(f"  failed   {label}: {reason}")
+    for label, holder in status.running:
+        print(f"  running  {label} ({holder})")
+    if verbose:
+        for label in status.queued:
+            print(f"  queued   {label}")
+        for label in status.done:
+            print(f"  done     {label}")
+    if status.failed:
+        print("rerun the same xdkd run command with --retry-failed to run the failed ones again")
+    elif status.queued:
+        print("rerun the same xdkd run command to finish the queued runs")
