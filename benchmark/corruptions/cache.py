@@ -24,6 +24,7 @@ import torch
 
 from benchmark.corruptions.registry import CORRUPTIONS, apply_corruption, corruption_names
 from benchmark.data.domains import cache_dir
+from benchmark.locks import file_lock
 from benchmark.seeding import derive_seed
 
 CORRUPTION_VERSION = 1  # bump when any corruption's output changes, so every set rebuilds
@@ -68,17 +69,20 @@ def _images_digest(images: np.ndarray) -> str:
 def _manifest_digests(path: Path, images_digest: str) -> dict[str, str]:
     """File name -> sha256 from the manifest; empty if there is none or it was made from
     other clean images."""
-    manifest_path = path / "manifest.json"
-    if not manifest_path.is_file():
+    try:
+        manifest = json.loads((path / "manifest.json").read_text())
+    except (OSError, ValueError):  # absent, or being replaced by another process right now
         return {}
-    manifest = json.loads(manifest_path.read_text())
     return manifest["sha256"] if manifest.get("images_sha256") == images_digest else {}
 
 
 def _read_verified(path: Path, digest: str | None) -> bytes | None:
-    if digest is None or not path.is_file():
+    if digest is None:
         return None
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError:  # absent, or being replaced by another process right now
+        return None
     return data if _sha256(data) == digest else None
 
 
@@ -128,12 +132,38 @@ def load_corrupted(
     ]
     path = corrupted_path(domain, split, images.shape[1], root)
     digest = _images_digest(images)
+    files = _verified_cells(path, digest, wanted)
+    if len(files) < len(wanted):
+        with file_lock(path.with_name(path.name + ".lock")):  # one process generates
+            files = _generate_missing(path, digest, wanted, domain, split, images, device)
+    return {
+        cell: np.load(io.BytesIO(files[cell_file(cell)]), allow_pickle=False) for cell in wanted
+    }
+
+
+def _verified_cells(path: Path, digest: str, wanted: list[Cell]) -> dict[str, bytes]:
     digests = _manifest_digests(path, digest)
     files = {}
     for name in map(cell_file, wanted):
         data = _read_verified(path / name, digests.get(name))
         if data is not None:
             files[name] = data
+    return files
+
+
+def _generate_missing(
+    path: Path,
+    digest: str,
+    wanted: list[Cell],
+    domain: str,
+    split: str,
+    images: np.ndarray,
+    device: str | torch.device,
+) -> dict[str, bytes]:
+    """Under the lock: read again (another process may have just written the cells), then
+    generate what is still missing and rewrite the folder with every verified cell."""
+    files = _verified_cells(path, digest, wanted)
+    digests = _manifest_digests(path, digest)
     missing = [cell for cell in wanted if cell_file(cell) not in files]
     if missing:
         for name, file_digest in digests.items():  # keep the other verified cells
@@ -154,6 +184,4 @@ def load_corrupted(
             "images_sha256": digest,
         }
         _write(path, files, header)
-    return {
-        cell: np.load(io.BytesIO(files[cell_file(cell)]), allow_pickle=False) for cell in wanted
-    }
+    return files
