@@ -38,10 +38,12 @@ def _named(value: Any) -> Any:
 
 
 class BackboneSpec(Strict):
-    """A timm model name and the keyword arguments `timm.create_model` gets."""
+    """A timm model name and the keyword arguments `timm.create_model` gets. `pretrained`:
+    false (random init), true (timm's default weights, from the local cache only) or the
+    path of a weights file."""
 
     name: str
-    pretrained: bool = False
+    pretrained: bool | str = False
     kwargs: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("name")

@@ -4,13 +4,22 @@ Small inputs: timm's ImageNet architectures are used unchanged (so their pretrai
 still apply) and see the suite's image size as it is. At 32 px an ImageNet stem shrinks the
 image to 1x1 by the last stage (resnet18: 16, 8, 4, 2, 1), which is enough for digits; a ViT
 is given the size and a patch size through the spec's kwargs (`img_size: 32, patch_size: 4`).
+
+Pretrained weights never come from the network: `pretrained: true` takes timm's default
+weights for the model from the local Hugging Face cache (or torch hub's checkpoint folder),
+`pretrained: /path/to/weights.safetensors` (or .pth/.bin) takes a file; when neither is
+there the error names every file looked for, at once, instead of hanging on a download.
+The classifier is always new (`num_classes` of the domain family).
 """
 
 from __future__ import annotations
 
 import fnmatch
+import os
+from pathlib import Path
 
 import timm
+import torch
 from torch import nn
 
 from benchmark.config import BackboneSpec
@@ -33,19 +42,103 @@ def check_backbone_name(name: str) -> str:
     return name
 
 
-def create_backbone(spec: BackboneSpec, num_classes: int) -> nn.Module:
-    """A timm model with a fresh `num_classes` head (no weights are ever downloaded)."""
-    check_backbone_name(spec.name)
-    if spec.pretrained:
+HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+def local_weight_candidates(name: str) -> list[Path]:
+    """Where timm's default weights for `name` would be on this machine, most likely first:
+    the Hugging Face cache (HF_HUB_CACHE / HF_HOME) and torch hub's checkpoints folder."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    config = timm.models.get_pretrained_cfg(name)
+    if config is None:
+        return []
+    candidates = []
+    if config.hf_hub_id:
+        repo = config.hf_hub_id.split("@")[0]
+        for filename in HF_WEIGHT_FILES:
+            cached = try_to_load_from_cache(repo, filename)
+            candidates.append(
+                Path(cached)
+                if isinstance(cached, str)
+                else Path(constants.HF_HUB_CACHE) / f"models--{repo.replace('/', '--')}" / filename
+            )
+    if config.url:
+        candidates.append(Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(config.url))
+    return candidates
+
+
+def pretrained_file(spec: BackboneSpec) -> Path:
+    """The local weights file for a spec with `pretrained` set, or a clear error."""
+    if isinstance(spec.pretrained, str):
+        path = Path(spec.pretrained).expanduser()
+        if not path.is_file():
+            raise XdkdError(
+                f"backbone '{spec.name}': no weights file {path} (pretrained: in the suite); "
+                "give the path of a .safetensors, .pth or .bin state dict, or pretrained: true "
+                "for timm's default weights from the local Hugging Face cache"
+            )
+        return path
+    candidates = local_weight_candidates(spec.name)
+    for path in candidates:
+        if path.is_file():
+            return path
+    config = timm.models.get_pretrained_cfg(spec.name)
+    source = (config.hf_hub_id or config.url) if config else None
+    if source is None:
         raise XdkdError(
-            f"backbone '{spec.name}': pretrained weights are not supported yet; "
-            "set pretrained: false"
+            f"backbone '{spec.name}': timm has no pretrained weights for it; set "
+            "pretrained: false or give a weights file (pretrained: /path/to/weights.safetensors)"
         )
+    looked = ", ".join(str(path) for path in candidates)
+    raise XdkdError(
+        f"backbone '{spec.name}': pretrained weights are not on this machine (looked for "
+        f"{looked}); nothing is downloaded: fetch {source} where there is network (e.g. "
+        f"huggingface-cli download {source}) into that cache, or give a file with "
+        "pretrained: /path/to/weights.safetensors"
+    )
+
+
+def create_backbone(spec: BackboneSpec, num_classes: int) -> nn.Module:
+    """A timm model with a fresh `num_classes` head, randomly initialised or from local
+    pretrained weights (see the module docstring)."""
+    check_backbone_name(spec.name)
     try:
-        return timm.create_model(
+        model = timm.create_model(
             spec.name, pretrained=False, num_classes=num_classes, **spec.kwargs
         )
     except TypeError as error:
         raise XdkdError(
             f"backbone '{spec.name}' rejected its kwargs {sorted(spec.kwargs)}: {error}"
         ) from None
+    if spec.pretrained:
+        load_pretrained(model, spec.name, pretrained_file(spec))
+    return model
+
+
+def load_pretrained(model: nn.Module, name: str, path: Path) -> None:
+    """Every tensor but the classifier's must come from the file, with its shape: timm's own
+    loader relaxes to a partial load when the head changes, which would quietly accept
+    another architecture's weights."""
+    heads = model.pretrained_cfg.get("classifier") or ()
+    heads = (heads,) if isinstance(heads, str) else tuple(heads)
+
+    def in_head(key: str) -> bool:
+        return any(key.startswith(head + ".") for head in heads)
+
+    state = {k: v for k, v in timm.models.load_state_dict(str(path)).items() if not in_head(k)}
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as error:
+        raise XdkdError(
+            f"backbone '{name}': the weights in {path} do not fit it: "
+            f"{[line.strip() for line in str(error).splitlines() if line.strip()][-1]}"
+        ) from None
+    missing = [key for key in missing if not in_head(key)]
+    if missing or unexpected:
+        example = (missing or unexpected)[0]
+        raise XdkdError(
+            f"backbone '{name}': the weights in {path} do not fit it: {len(missing)} of its "
+            f"tensors missing, {len(unexpected)} unknown (e.g. {example}); are they another "
+            "architecture's?"
+        )

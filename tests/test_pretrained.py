@@ -1,0 +1,86 @@
+"""Pretrained backbones come from local files only: a path in the suite, or timm's default
+weights already in the Hugging Face cache; otherwise one clear error, never a download."""
+
+from __future__ import annotations
+
+import pytest
+import timm
+import torch
+from safetensors.torch import save_file
+
+from benchmark.config import BackboneSpec
+from benchmark.errors import XdkdError
+from benchmark.models import create_backbone
+
+
+@pytest.fixture
+def empty_caches(tmp_path, monkeypatch):
+    """Empty Hugging Face and torch hub caches, and no network access for the hub."""
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    torch_home = tmp_path / "torch"
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(torch_home))
+    return tmp_path
+
+
+def reference_weights() -> dict[str, torch.Tensor]:
+    torch.manual_seed(3)
+    return timm.create_model("resnet18", num_classes=1000).state_dict()
+
+
+def test_weights_from_a_file_are_loaded_with_a_new_head(tmp_path):
+    weights = reference_weights()
+    path = tmp_path / "resnet18.safetensors"
+    save_file(weights, str(path))
+    model = create_backbone(BackboneSpec(name="resnet18", pretrained=str(path)), num_classes=31)
+    state = model.state_dict()
+    assert torch.equal(state["conv1.weight"], weights["conv1.weight"])
+    assert torch.equal(state["layer4.1.bn2.running_var"], weights["layer4.1.bn2.running_var"])
+    assert state["fc.weight"].shape == (31, 512)  # the family's classes, not ImageNet's
+
+
+def test_a_missing_weights_file_is_one_clear_error(tmp_path):
+    spec = BackboneSpec(name="resnet18", pretrained=str(tmp_path / "nope.pth"))
+    with pytest.raises(XdkdError) as error:
+        create_backbone(spec, num_classes=10)
+    assert str(error.value) == (
+        f"backbone 'resnet18': no weights file {tmp_path / 'nope.pth'} (pretrained: in the "
+        "suite); give the path of a .safetensors, .pth or .bin state dict, or pretrained: true "
+        "for timm's default weights from the local Hugging Face cache"
+    )
+
+
+def test_weights_of_another_architecture_are_refused_by_name(tmp_path):
+    path = tmp_path / "resnet18.safetensors"
+    save_file(reference_weights(), str(path))
+    with pytest.raises(XdkdError, match=r"^backbone 'resnet34': the weights in .* do not fit"):
+        create_backbone(BackboneSpec(name="resnet34", pretrained=str(path)), num_classes=10)
+
+
+def test_default_weights_offline_and_not_cached_name_the_files_looked_for(empty_caches):
+    with pytest.raises(XdkdError) as error:
+        create_backbone(BackboneSpec(name="resnet18", pretrained=True), num_classes=10)
+    message = str(error.value)
+    hf = empty_caches / "hf" / "models--timm--resnet18.a1_in1k"
+    assert message.startswith(
+        "backbone 'resnet18': pretrained weights are not on this machine (looked for "
+        f"{hf / 'model.safetensors'}, {hf / 'pytorch_model.bin'}, "
+        f"{empty_caches / 'torch' / 'checkpoints' / 'resnet18_a1_0-d63eafa0.pth'}); "
+        "nothing is downloaded: fetch timm/resnet18.a1_in1k where there is network"
+    )
+
+
+def test_default_weights_come_from_the_local_hugging_face_cache(empty_caches):
+    snapshot = empty_caches / "hf" / "models--timm--resnet18.a1_in1k" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("abc123")
+    weights = reference_weights()
+    save_file(weights, str(snapshot / "model.safetensors"))
+    model = create_backbone(BackboneSpec(name="resnet18", pretrained=True), num_classes=10)
+    assert torch.equal(model.state_dict()["conv1.weight"], weights["conv1.weight"])
+
+
+def test_a_model_without_published_weights_says_so():
+    with pytest.raises(XdkdError, match="timm has no pretrained weights for it"):
+        create_backbone(BackboneSpec(name="lenet", pretrained=True), num_classes=10)
