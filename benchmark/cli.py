@@ -8,6 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from benchmark.cli_datasets import add_data_options, add_datasets_command, apply_data_options
 from benchmark.cli_report import add_report_commands
 from benchmark.errors import XdkdError
 
@@ -33,6 +34,7 @@ def suite_path(name: str) -> Path:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    apply_data_options(args)
     from benchmark.config import load_suite
     from benchmark.executors import run_sweep
     from benchmark.harness import expand, method_protocols
@@ -126,39 +128,6 @@ def cmd_status(args: argparse.Namespace) -> int:
     status = read_status(root)
     print_status(status, root, verbose=args.all)
     return 1 if status.failed else 0
-
-
-def cmd_datasets(args: argparse.Namespace) -> int:
-    from benchmark.data.domains import all_domains, domain_info, load_domain
-
-    if args.action == "show":
-        from benchmark.data.preview import class_balanced_sample, save_grid
-
-        if not args.domain:
-            raise XdkdError("xdkd datasets show needs a DOMAIN, e.g. xdkd datasets show mnistm")
-        info = domain_info(args.domain)
-        splits = load_domain(args.domain)
-        images = splits.train_images if args.split == "train" else splits.test_images
-        labels = splits.train_labels if args.split == "train" else splits.test_labels
-        index = class_balanced_sample(labels, args.count, seed=0)
-        out = Path(args.out or f"{args.domain}.png")
-        title = f"{args.domain} ({info.family}, {args.split} split, {len(labels)} images)"
-        save_grid(images[index], labels[index], info.classes, title, out)
-        print(f"wrote {out}")
-        return 0
-    if args.action == "build":
-        for name in args.domain and [args.domain] or list(all_domains()):
-            splits = load_domain(name)
-            print(f"{name}: {len(splits.train_labels)} train, {len(splits.test_labels)} test")
-        return 0
-    print(f"{'domain':<11} {'family':<8} {'images':>6} {'classes':>7}  source / licence")
-    for name, info in all_domains().items():
-        entry = info.entry
-        print(
-            f"{name:<11} {info.family:<8} {entry.images:>6} {info.num_classes:>7}  {entry.source}"
-        )
-        print(f"{'':<36}  licence: {entry.licence}")
-    return 0
 
 
 def cmd_corruptions(args: argparse.Namespace) -> int:
@@ -314,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
         "reported and skipped",
     )
     add_executor_options(run)
+    add_data_options(run)
     run.set_defaults(handler=cmd_run)
 
     status = commands.add_parser(
@@ -329,19 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--all", action="store_true", help="list every run, not only failures")
     status.set_defaults(handler=cmd_status)
 
-    datasets = commands.add_parser(
-        "datasets",
-        help="list domains, build them, or draw a sample grid",
-        description="list: every domain with family, size, classes, source and licence; "
-        "build [DOMAIN]: build into the cache (XDKD_CACHE); show DOMAIN --out grid.png",
-    )
-    datasets.add_argument("action", nargs="?", default="list", choices=["list", "build", "show"])
-    datasets.add_argument("domain", nargs="?")
-    datasets.add_argument("--out", help="PNG path for show (default: DOMAIN.png)")
-    datasets.add_argument("--split", default="train", choices=["train", "test"])
-    datasets.add_argument("--count", type=int, default=64, help="images in the grid")
-    datasets.set_defaults(handler=cmd_datasets)
-
+    add_datasets_command(commands)
 
     corruptions = commands.add_parser(
         "corruptions",

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from benchmark.config import RunSpec
-from benchmark.data.domains import domain_info, family_domains
+from benchmark.data.domains import scored_domains
 from benchmark.data.provider import SplitProvider
 from benchmark.data.tensors import DeviceSplit, ordered_batches
 from benchmark.metrics import expected_calibration_error, negative_log_likelihood
@@ -58,7 +58,7 @@ def domain_metrics(
     """Target accuracy and calibration, source accuracy, and accuracy on every held-out
     domain of the family (neither source nor target); plus accuracy per domain."""
     size = spec.image_size
-    family = family_domains(domain_info(spec.pair.target).family)
+    family = scored_domains(spec.pair.source, spec.pair.target)
     per_domain = {
         d: clean_metrics(network, splits.split(d, "test", size), batch_size) for d in family
     }

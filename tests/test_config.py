@@ -56,8 +56,8 @@ def test_unknown_field_and_bad_value_name_their_line(tmp_path):
     assert error_of(tmp_path, text) == (
         "DIR/suite.yaml:10: student_recipe.epochs: Input should be greater than or equal to 1"
     )
-    assert error_of(tmp_path, GOOD.replace("target: mnistm", "target: svhn")).startswith(
-        "DIR/suite.yaml:3: pairs.0.target: unknown domain 'svhn'"
+    assert error_of(tmp_path, GOOD.replace("target: mnistm", "target: mnist_m")).startswith(
+        "DIR/suite.yaml:3: pairs.0.target: unknown domain 'mnist_m'; did you mean 'mnistm'?"
     )
 
 

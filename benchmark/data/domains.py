@@ -1,8 +1,9 @@
-"""The domain registry (declared in datasets/*.yaml) and the on-disk cache of built domains.
+"""The domain registry (declared in datasets/*.yaml) and the on-disk cache of embedded domains.
 
-A domain is built once, split once (seeded, stratified 80/20) and stored as .npy arrays with
-a sha256 manifest under the cache dir; every later use loads and verifies those bytes, so all
-runs of a suite see exactly the same images.
+An embedded domain is built once, split once (seeded, stratified 80/20) and stored as .npy
+arrays with a sha256 manifest under the cache dir; every later use loads and verifies those
+bytes, so all runs of a suite see exactly the same images. Domains read from the data root
+are cached per image size by `benchmark.data.cache`.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
+from benchmark.data.schema import EmbeddedEntry, FamilyFile, PublishedEntry
 from benchmark.errors import XdkdError
+from benchmark.locks import file_lock
 from benchmark.registry import unknown_name_message
 from benchmark.seeding import name_seed
 
@@ -30,37 +32,26 @@ TEST_FRACTION = 0.2
 SPLIT_FILES = ("train_images", "train_labels", "test_images", "test_labels")
 
 
-class DomainEntry(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    kind: Literal["embedded"]
-    builder: str
-    images: int
-    package: str
-    source: str
-    licence: str
-    split_group: str | None = None
-
-
-class FamilyFile(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    family: str
-    description: str = ""
-    classes: list[str]
-    domains: dict[str, DomainEntry]
-
-
 @dataclass(frozen=True)
 class DomainInfo:
     name: str
     family: str
     classes: tuple[str, ...]
-    entry: DomainEntry
+    entry: EmbeddedEntry | PublishedEntry  # location fields filled in from the family
+    file: Path  # the family file that declares it
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def embedded(self) -> bool:
+        return isinstance(self.entry, EmbeddedEntry)
+
+    @property
+    def split_group(self) -> str:
+        """The name that seeds this domain's splits: its own, or the domain it shares them with."""
+        return getattr(self.entry, "split_group", None) or self.name
 
 
 @dataclass(frozen=True)
@@ -85,16 +76,22 @@ def cache_dir() -> Path:
 
 @functools.cache
 def _registry(root: Path) -> dict[str, DomainInfo]:
+    from benchmark.config import _validation_message  # one line: file:line: field: problem
+
     domains: dict[str, DomainInfo] = {}
     for path in sorted(root.glob("*.yaml")):
+        text = path.read_text()
         try:
-            family = FamilyFile.model_validate(yaml.safe_load(path.read_text()))
-        except (ValidationError, yaml.YAMLError) as error:
+            family = FamilyFile.model_validate(yaml.safe_load(text))
+        except yaml.YAMLError as error:
             raise XdkdError(f"{path}: not a valid dataset family file: {error}") from None
-        for name, entry in family.domains.items():
+        except ValidationError as error:
+            raise XdkdError(_validation_message(path, yaml.compose(text), error)) from None
+        for name in family.domains:
             if name in domains:
                 raise XdkdError(f"{path}: domain '{name}' is already declared by another family")
-            domains[name] = DomainInfo(name, family.family, tuple(family.classes), entry)
+            entry = family.resolved(name)
+            domains[name] = DomainInfo(name, family.family, tuple(family.classes), entry, path)
     if not domains:
         raise XdkdError(f"no dataset family files (*.yaml) in {root}; set XDKD_DATASETS")
     return domains
@@ -113,6 +110,21 @@ def domain_info(name: str) -> DomainInfo:
 
 def family_domains(family: str) -> list[str]:
     return [name for name, info in all_domains().items() if info.family == family]
+
+
+def scored_domains(source: str, target: str) -> list[str]:
+    """The domains a run is scored on: the source, and the target's family domains of the
+    target's provenance (embedded with embedded, published with published). A family can then
+    hold both (digits.yaml) without embedded runs needing downloaded data, and what embedded
+    runs measure does not change when published domains join their family."""
+    info = domain_info(target)
+    family = family_domains(info.family)
+    scored = [name for name in family if domain_info(name).embedded == info.embedded]
+    return scored if source in scored else [*scored, source]
+
+
+def family_names() -> list[str]:
+    return list(dict.fromkeys(info.family for info in all_domains().values()))
 
 
 def stratified_split(
@@ -143,7 +155,7 @@ def _build(info: DomainInfo) -> dict[str, np.ndarray]:
     from benchmark.data.embedded import EMBEDDED_BUILDERS
 
     arrays = EMBEDDED_BUILDERS.get(info.entry.builder)()
-    train, test = split_indices(arrays.labels, info.entry.split_group or info.name)
+    train, test = split_indices(arrays.labels, info.split_group)
     return {
         "train_images": arrays.images[train],
         "train_labels": arrays.labels[train],
@@ -194,10 +206,21 @@ def _verified(path: Path) -> bool:
     )
 
 
-def load_domain(name: str, root: Path | None = None) -> DomainSplits:
-    """The cached splits of a domain, built on first use and rebuilt if the bytes changed."""
+def load_domain(name: str, root: Path | None = None, *, size: int = 32) -> DomainSplits:
+    """The cached splits of a domain, built on first use and rebuilt if the bytes changed.
+
+    Domains read from the data root are decoded and resized once per `size`; embedded ones are
+    always 32 px and the device resizes them (`DeviceSplit.from_numpy`).
+    """
+    info = domain_info(name)
+    if not info.embedded:
+        from benchmark.data.cache import load_published
+
+        return load_published(info, size, root)
     path = domain_path(name, root)
     if not _verified(path):
-        path = build_domain(name, root)
+        with file_lock(path.parent / f".{path.name}.lock"):
+            if not _verified(path):  # another process may have built it while we waited
+                path = build_domain(name, root)
     arrays = {key: np.load(path / f"{key}.npy", allow_pickle=False) for key in SPLIT_FILES}
     return DomainSplits(name=name, **arrays)

@@ -2,7 +2,8 @@
 
 Decoding and host-to-device copies dominate small-image training; holding a whole split on
 the device and drawing batches by index removes both. Every draw takes an explicit
-`torch.Generator`, so a batch sequence is a pure function of the run's seed.
+`torch.Generator`, so a batch sequence is a pure function of the run's seed. A split too big
+for the device (`benchmark.data.streaming.StreamSplit`) gives the same batches from the host.
 """
 
 from __future__ import annotations
@@ -10,12 +11,30 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+if TYPE_CHECKING:
+    from benchmark.data.streaming import StreamSplit
+
 MEAN, STD = 0.5, 0.5
+
+
+def to_device(images: np.ndarray | torch.Tensor, device: torch.device, size: int) -> torch.Tensor:
+    """(N, H, W, 3) uint8 host images -> (N, 3, size, size) uint8 on the device, resized there
+    (bilinear) when they are not `size` px already."""
+    if isinstance(images, np.ndarray):
+        if not images.flags.writeable:  # a read-only memory map: torch wants its own copy
+            images = np.array(images)
+        images = torch.from_numpy(images)
+    tensor = images.to(device, non_blocking=True).permute(0, 3, 1, 2).contiguous()
+    if tensor.shape[-1] != size or tensor.shape[-2] != size:
+        resized = F.interpolate(tensor.float(), size=(size, size), mode="bilinear")
+        tensor = resized.round().clamp(0, 255).to(torch.uint8)
+    return tensor
 
 
 @dataclass
@@ -27,11 +46,7 @@ class DeviceSplit:
     def from_numpy(
         cls, images: np.ndarray, labels: np.ndarray, device: torch.device, size: int
     ) -> DeviceSplit:
-        tensor = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().to(device)
-        if tensor.shape[-1] != size or tensor.shape[-2] != size:
-            resized = F.interpolate(tensor.float(), size=(size, size), mode="bilinear")
-            tensor = resized.round().clamp(0, 255).to(torch.uint8)
-        return cls(tensor, torch.from_numpy(labels).long().to(device))
+        return cls(to_device(images, device, size), torch.from_numpy(labels).long().to(device))
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -39,6 +54,23 @@ class DeviceSplit:
     def head(self, count: int) -> DeviceSplit:
         """The first `count` images (a view, no copy)."""
         return DeviceSplit(self.images[:count], self.labels[:count])
+
+    def take(
+        self, order: torch.Tensor, batch_size: int
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """uint8 batches of the images at `order`, in turn; a last partial batch is dropped."""
+        order = order.to(self.labels.device)
+        for start in range(0, len(order) - batch_size + 1, batch_size):
+            index = order[start : start + batch_size]
+            yield self.images[index], self.labels[index]
+
+    def in_order(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for start in range(0, len(self), batch_size):
+            yield self.images[start : start + batch_size], self.labels[start : start + batch_size]
+
+    def host_images(self) -> np.ndarray:
+        """(N, H, W, 3) uint8 on the host."""
+        return self.images.permute(0, 2, 3, 1).cpu().numpy()
 
 
 def normalize(images: torch.Tensor) -> torch.Tensor:
@@ -71,7 +103,7 @@ def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 
 def batches(
-    split: DeviceSplit,
+    split: DeviceSplit | StreamSplit,
     batch_size: int,
     generator: torch.Generator,
     augmented: bool,
@@ -82,21 +114,16 @@ def batches(
     batch_size = min(batch_size, count)
     while True:
         order = torch.randperm(count, generator=generator, device=generator.device)
-        order = order.to(split.labels.device)
-        for start in range(0, count - batch_size + 1, batch_size):
-            index = order[start : start + batch_size]
-            images = normalize(split.images[index])
+        for images, labels in split.take(order, batch_size):
+            images = normalize(images)
             if augmented:
                 images = augment(images, generator)
-            yield images, split.labels[index]
+            yield images, labels
 
 
 def ordered_batches(
-    split: DeviceSplit, batch_size: int
+    split: DeviceSplit | StreamSplit, batch_size: int
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """The whole split in order, for evaluation."""
-    for start in range(0, len(split), batch_size):
-        yield (
-            normalize(split.images[start : start + batch_size]),
-            split.labels[start : start + batch_size],
-        )
+    for images, labels in split.in_order(batch_size):
+        yield normalize(images), labels

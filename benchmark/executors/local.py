@@ -116,7 +116,7 @@ class Worker:
             target=worker_main,
             args=(os.getpid(), str(root), self.setup, retry_failed, self.tasks, results),
             name=f"xdkd-worker-{self.index}",
-            daemon=True,
+            daemon=False,  # a worker may start DataLoader workers to stream big domains
         )
         saved = os.environ.get("CUDA_VISIBLE_DEVICES")
         if self.setup.gpu is not None:  # the child inherits the environment at spawn time
