@@ -2,7 +2,7 @@ from benchmark.cli import main
 
 
 def test_run_prints_a_leaderboard_and_writes_it(tiny_suite, tmp_path, capsys):
-    path = tiny_suite()
+    path = tiny_suite(corruptions=["gaussian_noise"], corruption_images=50)
     results = tmp_path / "results"
     code = main(
         [

@@ -115,7 +115,7 @@ def test_sigkill_of_driver_and_workers_at_random_moments_loses_and_repeats_nothi
     out = tmp_path / "runs"
     rng = random.Random(7)
     teacher_json = None
-    for _ in range(3):
+    for _ in range(2):
         driver = xdkd_run(suite, out, "--workers", "2")
         time.sleep(rng.uniform(3, 9))
         workers = spawned_workers(driver.pid)
@@ -143,14 +143,14 @@ def test_sigkill_of_driver_and_workers_at_random_moments_loses_and_repeats_nothi
 
 
 def test_two_drivers_on_one_directory_share_the_work(tiny_suite, tmp_path):
-    suite = tiny_suite(**SMALL)
+    suite = tiny_suite(methods=["teacher", "source_only"], **SMALL)
     out = tmp_path / "runs"
     drivers = [xdkd_run(suite, out, "--workers", "1") for _ in range(2)]
     outputs = [driver.communicate(timeout=300)[0] for driver in drivers]
     assert [driver.returncode for driver in drivers] == [0, 0], outputs
     records = check_one_valid_record_per_spec(suite, out)
     done = [int(line.split()[0]) for o in outputs for line in o.splitlines() if "runs done" in line]
-    assert sum(done) == len(records) == 3  # every run ran once, in one driver or the other
+    assert sum(done) == len(records) == 2  # every run ran once, in one driver or the other
     assert len({record.teacher["train_wall_time_s"] for record in records}) == 1
 
 
