@@ -125,6 +125,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     root = Path(args.runs)
     if not root.is_dir() and (Path("runs") / args.runs).is_dir():
         root = Path("runs") / args.runs
+    if args.retry_failed:
+        from benchmark.status import clear_failures
+
+        cleared = clear_failures(root)
+        print(f"{cleared} failed runs cleared: the next xdkd run on {root} runs them again")
     status = read_status(root)
     print_status(status, root, verbose=args.all)
     return 1 if status.failed else 0
@@ -297,6 +302,12 @@ def build_parser() -> argparse.ArgumentParser:
         "runs", nargs="?", default="runs/quick", help="runs directory or suite name (runs/NAME)"
     )
     status.add_argument("--all", action="store_true", help="list every run, not only failures")
+    status.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="clear the failures (error.json kept as error.previous.json) so that the next "
+        "xdkd run runs them again",
+    )
     status.set_defaults(handler=cmd_status)
 
     add_datasets_command(commands)

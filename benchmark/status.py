@@ -49,6 +49,20 @@ def read_status(root: Path) -> Status:
     return status
 
 
+def clear_failures(root: Path) -> int:
+    """Move every failed run's and teacher's error.json aside (to error.previous.json), so
+    that the next `xdkd run` runs them again; returns how many runs were cleared."""
+    store = RunStore(root)
+    cleared = 0
+    for path in sorted(root.glob("runs/*/error.json")):
+        if not store.is_running(path.parent.name):
+            path.replace(path.with_name("error.previous.json"))
+            cleared += 1
+    for path in root.glob("teachers/*/error.json"):
+        path.replace(path.with_name("error.previous.json"))
+    return cleared
+
+
 def _label(store: RunStore, key: str) -> str:
     try:
         return f"{key} {run_label(store.load_spec(key))}"
@@ -91,6 +105,9 @@ def print_status(status: Status, root: Path, verbose: bool) -> None:
         for label in status.done:
             print(f"  done     {label}")
     if status.failed:
-        print("rerun the same xdkd run command with --retry-failed to run the failed ones again")
+        print(
+            "rerun the same xdkd run command with --retry-failed to run the failed ones again "
+            "(or clear them here with xdkd status --retry-failed, e.g. before a Slurm resubmit)"
+        )
     elif status.queued:
         print("rerun the same xdkd run command to finish the queued runs")

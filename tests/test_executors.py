@@ -167,6 +167,10 @@ def test_status_reports_done_failed_running_and_queued(tiny_suite, tmp_path, cap
     assert f"failed   {specs[0].key} source_only lenet mnist→mnistm seed 0: " in out
     assert "ValueError: loss 'kd' became nan at step 3" in out
     assert "--retry-failed" in out
+    assert main(["status", str(tmp_path), "--retry-failed"]) == 0
+    out = capsys.readouterr().out
+    assert "1 failed runs cleared" in out and "0 failed, 0 running, 3 queued" in out
+    assert (store.run_dir(specs[0].key) / "error.previous.json").is_file()
     assert main(["status", str(tmp_path / "nowhere")]) == 2
     assert "is not a runs directory" in capsys.readouterr().err
 
