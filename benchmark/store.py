@@ -21,21 +21,8 @@ from typing import Any
 import torch
 
 from benchmark.config import RunRecord, RunSpec, TeacherSpec
+from benchmark.files import atomic_write
 from benchmark.locks import is_locked
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def write_json(path: Path, payload: Any) -> None:

@@ -14,9 +14,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +21,7 @@ import torch
 
 from benchmark.corruptions.registry import CORRUPTIONS, apply_corruption, corruption_names
 from benchmark.data.domains import cache_dir
+from benchmark.files import staged_directory
 from benchmark.locks import file_lock
 from benchmark.seeding import derive_seed
 
@@ -94,9 +92,7 @@ def _array_bytes(array: np.ndarray) -> bytes:
 
 def _write(final: Path, files: dict[str, bytes], header: dict) -> None:
     """Write the set into a temp dir beside `final`, then rename it into place."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
-    try:
+    with staged_directory(final) as tmp:
         for name, data in files.items():
             (tmp / name).write_bytes(data)
         manifest = {
@@ -104,11 +100,6 @@ def _write(final: Path, files: dict[str, bytes], header: dict) -> None:
             "sha256": {name: _sha256(data) for name, data in sorted(files.items())},
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def load_corrupted(

@@ -18,9 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,6 +30,7 @@ from benchmark.data.images import decode_images, resize_arrays
 from benchmark.data.settings import bad_image_policy, data_workers
 from benchmark.data.sources import SplitSource, domain_folder, images_folder, read_domain
 from benchmark.errors import XdkdError
+from benchmark.files import staged_directory
 from benchmark.locks import file_lock
 
 CACHE_VERSION = 1  # bump when decoding or resizing changes, so every cache rebuilds
@@ -126,9 +125,7 @@ def _build(info: DomainInfo, size: int, final: Path) -> dict:
     folder = str(domain_folder(info))
     if not sum(len(source.labels) for source in sources.values()):
         raise XdkdError(f"domain '{info.name}' ({info.family}): no images in {images_folder(info)}")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
-    try:
+    with staged_directory(final) as tmp:
         listed, skipped, counts = {}, [], {}
         for split, source in sources.items():
             kept, bad = _write_images(source, size, tmp / f"{split}_images.npy")
@@ -161,11 +158,6 @@ def _build(info: DomainInfo, size: int, final: Path) -> dict:
             "build_seconds": round(time.perf_counter() - started, 3),
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     if skipped:  # once, at the build; the manifest keeps the list
         tqdm.write(
             f"xdkd: warning: {_bad_list(info, folder, skipped)}; skipped them (all are listed "

@@ -12,8 +12,6 @@ import functools
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from pydantic import ValidationError
 
 from benchmark.data.schema import EmbeddedEntry, FamilyFile, PublishedEntry
 from benchmark.errors import XdkdError
+from benchmark.files import staged_directory
 from benchmark.locks import file_lock
 from benchmark.registry import unknown_name_message
 from benchmark.seeding import name_seed
@@ -172,9 +171,7 @@ def build_domain(name: str, root: Path | None = None) -> Path:
     """Build a domain into the cache (atomically: a temp dir renamed into place)."""
     info = domain_info(name)
     final = domain_path(name, root)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=final.parent))
-    try:
+    with staged_directory(final) as tmp:
         arrays = _build(info)
         for key in SPLIT_FILES:
             np.save(tmp / f"{key}.npy", arrays[key], allow_pickle=False)
@@ -187,11 +184,6 @@ def build_domain(name: str, root: Path | None = None) -> Path:
             "sha256": {f"{key}.npy": _sha256(tmp / f"{key}.npy") for key in SPLIT_FILES},
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return final
 
 
