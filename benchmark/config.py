@@ -254,7 +254,7 @@ def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
     return line
 
 
-def _validation_message(path: Path, root: yaml.Node | None, error: ValidationError) -> str:
+def validation_message(path: Path, root: yaml.Node | None, error: ValidationError) -> str:
     first = error.errors()[0]
     loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and p.startswith("function")))
     field = ".".join(str(p) for p in loc) or "(top level)"
@@ -286,4 +286,4 @@ def load_suite(path: str | Path, overrides: list[str] | None = None) -> Suite:
     try:
         return Suite.model_validate(raw)
     except ValidationError as error:
-        raise XdkdError(_validation_message(path, root, error)) from None
+        raise XdkdError(validation_message(path, root, error)) from None

@@ -3,6 +3,7 @@ is written beside its final place and renamed into it (a rename is atomic on POS
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -38,3 +39,12 @@ def staged_directory(final: Path) -> Iterator[Path]:
         os.replace(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def sha256_file(path: Path) -> str:
+    """The file's sha256, read in 16 MB blocks (memory stays flat for any size)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while block := stream.read(2**24):
+            digest.update(block)
+    return digest.hexdigest()

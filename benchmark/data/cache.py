@@ -15,7 +15,6 @@ version); since every write is atomic, a file never holds half-written bytes und
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -30,7 +29,7 @@ from benchmark.data.images import decode_images, resize_arrays
 from benchmark.data.settings import bad_image_policy, data_workers
 from benchmark.data.sources import SplitSource, domain_folder, images_folder, read_domain
 from benchmark.errors import XdkdError
-from benchmark.files import staged_directory
+from benchmark.files import sha256_file, staged_directory
 from benchmark.locks import file_lock
 
 CACHE_VERSION = 1  # bump when decoding or resizing changes, so every cache rebuilds
@@ -43,14 +42,6 @@ def published_path(name: str, size: int, root: Path | None = None) -> Path:
     return (root or cache_dir()) / "domains" / f"{name}-{size}px-v{CACHE_VERSION}"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while block := stream.read(2**24):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _intact(path: Path) -> dict | None:
     """The manifest of a whole, verified cache, else None."""
     try:
@@ -60,7 +51,7 @@ def _intact(path: Path) -> dict | None:
             if file.stat().st_size != expected["bytes"]:
                 return None
             if expected["bytes"] <= FULL_HASH_BYTES:
-                if _sha256(file) != expected["sha256"]:
+                if sha256_file(file) != expected["sha256"]:
                     return None
             elif list(np.load(file, mmap_mode="r").shape) != expected["shape"]:
                 return None
@@ -139,7 +130,7 @@ def _build(info: DomainInfo, size: int, final: Path) -> dict:
             file = tmp / f"{key}.npy"
             shape = list(np.load(file, mmap_mode="r").shape)
             files[file.name] = {
-                "sha256": _sha256(file),
+                "sha256": sha256_file(file),
                 "bytes": file.stat().st_size,
                 "shape": shape,
             }

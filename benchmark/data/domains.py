@@ -9,7 +9,6 @@ are cached per image size by `benchmark.data.cache`.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from pydantic import ValidationError
 
 from benchmark.data.schema import EmbeddedEntry, FamilyFile, PublishedEntry
 from benchmark.errors import XdkdError
-from benchmark.files import staged_directory
+from benchmark.files import sha256_file, staged_directory
 from benchmark.locks import file_lock
 from benchmark.registry import unknown_name_message
 from benchmark.seeding import name_seed
@@ -75,7 +74,7 @@ def cache_dir() -> Path:
 
 @functools.cache
 def _registry(root: Path) -> dict[str, DomainInfo]:
-    from benchmark.config import _validation_message  # one line: file:line: field: problem
+    from benchmark.config import validation_message  # one line: file:line: field: problem
 
     domains: dict[str, DomainInfo] = {}
     for path in sorted(root.glob("*.yaml")):
@@ -85,7 +84,7 @@ def _registry(root: Path) -> dict[str, DomainInfo]:
         except yaml.YAMLError as error:
             raise XdkdError(f"{path}: not a valid dataset family file: {error}") from None
         except ValidationError as error:
-            raise XdkdError(_validation_message(path, yaml.compose(text), error)) from None
+            raise XdkdError(validation_message(path, yaml.compose(text), error)) from None
         for name in family.domains:
             if name in domains:
                 raise XdkdError(f"{path}: domain '{name}' is already declared by another family")
@@ -146,10 +145,6 @@ def split_indices(labels: np.ndarray, group: str) -> tuple[np.ndarray, np.ndarra
     return stratified_split(labels, group, TEST_FRACTION)
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _build(info: DomainInfo) -> dict[str, np.ndarray]:
     from benchmark.data.embedded import EMBEDDED_BUILDERS
 
@@ -181,7 +176,7 @@ def build_domain(name: str, root: Path | None = None) -> Path:
             "build_version": BUILD_VERSION,
             "source": info.entry.source,
             "counts": {"train": len(arrays["train_labels"]), "test": len(arrays["test_labels"])},
-            "sha256": {f"{key}.npy": _sha256(tmp / f"{key}.npy") for key in SPLIT_FILES},
+            "sha256": {f"{key}.npy": sha256_file(tmp / f"{key}.npy") for key in SPLIT_FILES},
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return final
@@ -193,7 +188,7 @@ def _verified(path: Path) -> bool:
         return False
     manifest = json.loads(manifest_path.read_text())
     return all(
-        (path / file).is_file() and _sha256(path / file) == digest
+        (path / file).is_file() and sha256_file(path / file) == digest
         for file, digest in manifest["sha256"].items()
     )
 

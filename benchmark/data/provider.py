@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from benchmark.data.domains import domain_info, load_domain, stratified_split
+from benchmark.data.domains import DomainSplits, domain_info, load_domain, stratified_split
 from benchmark.data.streaming import StreamSplit, make_split
 from benchmark.data.tensors import DeviceSplit
 
@@ -22,12 +22,15 @@ class SplitProvider:
     def __init__(self, device: torch.device) -> None:
         self.device = device
         self._splits: dict[tuple[str, str, int, float], Split] = {}
+        self._domains: dict[tuple[str, int], DomainSplits] = {}
         self._corrupted: dict[tuple, dict[tuple[str, int], Split]] = {}
 
     def split(self, domain: str, part: str, size: int, validation: float = 0.0) -> Split:
         key = (domain, part, size, validation if part != "test" else 0.0)
         if key not in self._splits:
-            arrays = load_domain(domain, size=size)
+            if (domain, size) not in self._domains:  # one load (and verification) per domain
+                self._domains[domain, size] = load_domain(domain, size=size)
+            arrays = self._domains[domain, size]
             if part == "test":
                 images, labels, rows = arrays.test_images, arrays.test_labels, None
             else:

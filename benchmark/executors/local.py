@@ -179,11 +179,13 @@ def run_pool(
                     if task is not None:
                         worker.give(task)
             bar.update(scheduler)
-            _collect(results, workers, scheduler, bar)
+            _collect(results, workers, scheduler, bar, wait=POLL_S)
             for index, worker in enumerate(workers):
                 if not worker.process.is_alive():
-                    _drain(results, workers, scheduler, bar)
-                    workers[index] = _replace(worker, context, store, retry_failed, results)
+                    _collect(results, workers, scheduler, bar, wait=0)  # its last results
+                    workers[index] = Worker(
+                        worker.index, worker.setup, context, store.root, retry_failed, results
+                    )
                     _reassign(worker, store, scheduler, bar, deaths)
     finally:
         for worker in workers:
@@ -196,22 +198,17 @@ def run_pool(
     return bar.close(scheduler)
 
 
-def _collect(results, workers: list[Worker], scheduler: Scheduler, bar: SweepProgress) -> None:
-    try:
-        key, result = results.get(timeout=POLL_S)
-    except queue.Empty:
-        return
-    _finish(key, result, workers, scheduler, bar)
-
-
-def _drain(results, workers: list[Worker], scheduler: Scheduler, bar: SweepProgress) -> None:
-    """Results a worker sent just before it died are still valid."""
+def _collect(
+    results, workers: list[Worker], scheduler: Scheduler, bar: SweepProgress, wait: float
+) -> None:
+    """Every result sent so far, waiting up to `wait` seconds for the first."""
     while True:
         try:
-            key, result = results.get_nowait()
+            key, result = results.get(timeout=wait) if wait else results.get_nowait()
         except queue.Empty:
             return
         _finish(key, result, workers, scheduler, bar)
+        wait = 0
 
 
 def _finish(
@@ -224,10 +221,6 @@ def _finish(
     worker.teacher_key = task.teacher_key
     scheduler.report(task, result)
     bar.finished(task, result)
-
-
-def _replace(worker: Worker, context, store: RunStore, retry_failed: bool, results) -> Worker:
-    return Worker(worker.index, worker.setup, context, store.root, retry_failed, results)
 
 
 def _reassign(

@@ -39,11 +39,12 @@ def plan_sweep(store: RunStore, specs: list[RunSpec], retry_failed: bool) -> Swe
     are not trained yet (a teacher that failed before only with `retry_failed`)."""
     for spec in specs:
         store.queue(spec)
-    recorded = sum(store.has_record(spec) for spec in specs)
-    failed = [s for s in specs if not store.has_record(s) and store.has_error(s)]
+    unrecorded = [spec for spec in specs if not store.has_record(spec)]
+    failed = [spec for spec in unrecorded if store.has_error(spec)]
     not_retried = [] if retry_failed else failed
     skipped = {spec.key for spec in not_retried}
-    todo = [s for s in specs if not store.has_record(s) and s.key not in skipped]
+    todo = [spec for spec in unrecorded if spec.key not in skipped]
+    recorded = len(specs) - len(unrecorded)
     teachers: dict[str, TeacherSpec] = {}
     for spec in todo:
         teacher = spec.teacher_spec
