@@ -11,10 +11,12 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from benchmark.config import PROTOCOLS
 from benchmark.errors import XdkdError
+from benchmark.metrics import metric
+from benchmark.protocols import PROTOCOL_NAMES
+from benchmark.selection import RULES
 from benchmark.stats import seed_spread
-from benchmark.tidy import ROBUSTNESS_REFERENCE, SELECTION_RULES
+from benchmark.tidy import ROBUSTNESS_REFERENCE
 
 DEFAULT_ROWS = ["method", "protocol", "teacher", "student"]
 RANK_BY = "mean"
@@ -22,25 +24,42 @@ RANK_BY = "mean"
 
 @dataclass(frozen=True)
 class Column:
-    """A leaderboard column: which metric, restricted to which pair, shown in which unit."""
+    """A leaderboard column: which metric, restricted to which pair; its unit and direction
+    come from the metrics registry."""
 
     label: str
     metric: str
     pair: str | None = None
-    scale: float = 100.0
-    better: str | None = "max"  # "max", "min", or None for a property that is not a score
+
+    @property
+    def scale(self) -> float:
+        return metric(self.metric).scale
+
+    @property
+    def better(self) -> str | None:
+        return metric(self.metric).better
 
 
-def columns(pairs: list[str]) -> list[Column]:
-    return [
-        *(Column(pair, "target_acc", pair) for pair in pairs),
-        Column("mean", "target_acc"),
-        Column("held-out", "heldout_mean_acc"),
-        Column("mCA", "mca"),
-        Column("rel. mCE", "relative_mce", scale=1.0, better="min"),
-        Column("ECE", "target_ece", better="min"),
-        Column("params (M)", "params", scale=1e-6, better=None),
-    ]
+SUMMARY_COLUMNS = ("heldout_mean_acc", "mca", "relative_mce", "target_ece", "params")
+
+
+def columns(table: pd.DataFrame, pairs: list[str]) -> list[Column]:
+    """A column per pair (per target or task where a pair's runs have several), the mean,
+    then the summaries."""
+    out = []
+    for pair in pairs:
+        rows = table[table["pair"] == pair]
+        items = sorted(
+            c.partition("/")[2]
+            for c in rows.columns
+            if c.startswith("target_acc/") and rows[c].notna().any()
+        )
+        if items:
+            out += [Column(f"{pair}: {item}", f"target_acc/{item}", pair) for item in items]
+        else:
+            out.append(Column(pair, "target_acc", pair))
+    out.append(Column("mean", "target_acc"))
+    return out + [Column(metric(name).label, name) for name in SUMMARY_COLUMNS]
 
 
 @dataclass
@@ -90,8 +109,24 @@ def _best(mean: pd.DataFrame, ranked: pd.Series, cols: list[Column]) -> pd.DataF
     return best
 
 
+def _complete(table: pd.DataFrame, rows: list[str]) -> pd.Series:
+    """Rows that have every pair their protocol has in the table (every pair, when rows do
+    not keep protocols apart): only those get a mean and a rank."""
+    counts = table.groupby(rows)["pair"].nunique()
+    if "protocol" not in rows:
+        return counts == table["pair"].nunique()
+    per_protocol = table.groupby("protocol")["pair"].nunique()
+    wanted = per_protocol.reindex(counts.index.get_level_values("protocol")).to_numpy()
+    return counts == wanted
+
+
+def protocol_order(label: str) -> int:
+    name = label.partition("(")[0]
+    return PROTOCOL_NAMES.index(name) if name in PROTOCOL_NAMES else len(PROTOCOL_NAMES)
+
+
 def leaderboard(
-    table: pd.DataFrame, rows: list[str] | None = None, selection: str = "last"
+    table: pd.DataFrame, rows: list[str] | None = None, selection: str = "source-val"
 ) -> Board:
     """Aggregate the tidy table (see `benchmark.tidy.records_table`) into a Board."""
     rows = rows or DEFAULT_ROWS
@@ -101,16 +136,20 @@ def leaderboard(
     if {"pair", "seed"} & set(rows):
         raise XdkdError("--rows cannot hold pair or seed: pairs are columns, seeds are averaged")
     pairs = sorted(set(table["pair"]))
-    cols = columns(pairs)
+    cols = columns(table, pairs)
     mean, se = {}, {}
     for column in cols:
         values = _column_values(table, rows, column)
         mean[column.label], se[column.label] = values["mean"], values["se"]
     mean, se = pd.DataFrame(mean).rename_axis(rows), pd.DataFrame(se).rename_axis(rows)
-    complete = table.groupby(rows)["pair"].nunique() == len(pairs)
+    complete = _complete(table, rows).reindex(mean.index).fillna(False).astype(bool)
     mean[RANK_BY] = mean[RANK_BY].where(complete)
     se[RANK_BY] = se[RANK_BY].where(complete)
-    empty = [c.label for c in cols if c.pair is None and mean[c.label].isna().all()]
+    empty = [
+        c.label
+        for c in cols
+        if c.pair is None and c.label != RANK_BY and mean[c.label].isna().all()
+    ]
     cols = [c for c in cols if c.label not in empty]
     mean, se = mean.drop(columns=empty), se.drop(columns=empty)
     reference = table.groupby(rows)["reference"].all().reindex(mean.index)
@@ -119,21 +158,26 @@ def leaderboard(
     if "protocol" in rows:  # rows under different protocols saw different data: rank apart
         rank = ranked.groupby(level="protocol").rank(ascending=False, method="min")
         protocol = mean.index.get_level_values("protocol")
-        order["protocol_order"] = [PROTOCOLS.index(p) if p in PROTOCOLS else 9 for p in protocol]
+        order["protocol_order"] = [protocol_order(p) for p in protocol]
     else:
         rank = ranked.rank(ascending=False, method="min")
     order["rank"] = rank
     order = order.sort_values(list(order.columns))
     mean, se = mean.loc[order.index], se.loc[order.index]
     floor = table.groupby([*rows, "pair"])["teacher_below_floor"].any().unstack("pair")
-    below_floor = floor.reindex(index=mean.index, columns=mean.columns).eq(True)
+    below_floor = pd.DataFrame(False, index=mean.index, columns=mean.columns)
+    for column in cols:
+        if column.pair is not None and column.pair in floor:
+            below_floor[column.label] = floor[column.pair].reindex(mean.index).eq(True)
+    oracle = RULES[selection].oracle  # target labels chose the epochs: shown, never ranked
+    ranked_rows = ~reference.loc[mean.index] & (not oracle)
     return Board(
         mean=mean,
         se=se,
         seeds=table.groupby(rows)["seed"].nunique().reindex(mean.index),
         reference=reference.loc[mean.index],
-        rank=rank.loc[mean.index],
-        best=_best(mean, ~reference.loc[mean.index], cols),
+        rank=rank.loc[mean.index] * (float("nan") if oracle else 1),
+        best=_best(mean, ranked_rows, cols),
         below_floor=below_floor,
         columns=cols,
         caption=caption(table, pairs, [c.label for c in cols], selection),
@@ -146,18 +190,20 @@ def caption(table: pd.DataFrame, pairs: list[str], shown: list[str], selection: 
     seeds = table.groupby(["method", "pair", "teacher", "student", "protocol"])["seed"].nunique()
     n = f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()}–{seeds.max()}"
     n += ": one seed, no standard error" if seeds.max() == 1 else ""
+    rule = RULES[selection]
     parts = [
-        f"Target-domain top-1 accuracy (%) per pair, mean ± standard error over seeds "
-        f"(n = {n}). Model selection: {SELECTION_RULES[selection]}."
-        f" Protocol: {', '.join(sorted(set(table['protocol'])))}.",
+        f"Target-domain top-1 accuracy (%) per pair (per target or task where a pair has "
+        f"several), mean ± standard error over seeds (n = {n}). Model selection: "
+        f"{rule.caption}. Protocol: {', '.join(sorted(set(table['protocol'])))}.",
         f"mean: over the {len(pairs)} pair{'s' * (len(pairs) > 1)} (– where a row misses "
         "one); rank by it, within each protocol.",
         "held-out: accuracy on the family's domains that are neither source nor target.",
     ]
     if "mCA" in shown:
         parts.append(
-            "mCA: mean accuracy over the corrupted target test set, every severity of the "
-            "suite's ImageNet-C corruptions (all 15 unless the suite names fewer)."
+            "mCA: mean accuracy over the corrupted robustness set (a seeded class-stratified "
+            "sample of the target test split), every severity of the suite's ImageNet-C "
+            "corruptions (all 15 unless the suite names fewer)."
         )
     if "rel. mCE" in shown:
         parts.append(
@@ -167,14 +213,17 @@ def caption(table: pd.DataFrame, pairs: list[str], shown: list[str], selection: 
             "reference loses under 5 points over its severities is left out of it)."
         )
     if selection != "last" and {"mCA", "rel. mCE"} & set(shown):
-        parts.append("Corruption metrics are the last-epoch model's.")
+        parts.append("Corruption metrics and cost are the last-epoch model's.")
     if "ECE" in shown:
         parts.append("ECE: expected calibration error (%, 15 bins).")
     parts.append("params: millions.")
     references = sorted(set(table.loc[table["reference"], "method"]))
     if references:
         parts.append(f"Reference rows ({', '.join(references)}) are shown, not ranked.")
-    parts.append("Best in bold.")
+    if RULES[selection].oracle:
+        parts.append("Not ranked: the epochs were chosen with target labels.")
+    else:
+        parts.append("Best in bold.")
     if table["teacher_below_floor"].any():
         parts.append("† teacher under its source-accuracy floor: results from it are suspect.")
     return " ".join(parts)

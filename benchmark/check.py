@@ -22,14 +22,13 @@ import numpy as np
 import pandas as pd
 
 from benchmark.errors import XdkdError
+from benchmark.metrics import metric as metric_info
 from benchmark.stats import change_and_se
 from benchmark.tidy import CELL, cell_of, load_runs, records_table
 
-FORMAT = "xdkd-baseline/1"
+FORMAT = "xdkd-baseline/2"
 DEFAULT_METRICS = ("target_acc", "heldout_mean_acc", "mca")
-LOWER_IS_BETTER = ("ece", "nll", "mce", "latency", "memory", "time", "flops", "params")
-PERCENT = ("_acc", "mca", "_ece", "knowledge_recovery", "eff_robustness")
-STORED_SKIP = ("seed", "teacher_floor")
+STORED_SKIP = ("seed", "teacher_floor", "selected_epoch")
 NUMBERS = ("baseline", "current", "change", "se", "threshold", "paired", "n_base", "n_new")
 COMPARED = ("pass", "improved", "regressed")
 ALL = "(all)"  # the metric of a whole-cell outcome: failed, missing, new, incomparable
@@ -57,13 +56,14 @@ class Settings:
         return self.abs_tol.get(metric, self.abs_tol["*"]), self.z.get(metric, self.z["*"])
 
 
-def sign(metric: str) -> int:
-    return -1 if any(part in metric for part in LOWER_IS_BETTER) else 1
+def sign(name: str) -> int:
+    """Worse is negative: -1 for a metric where lower is better (the metrics registry)."""
+    return -1 if metric_info(name).better == "min" else 1
 
 
-def scale(metric: str) -> float:
-    """Fractions are compared in percentage points, everything else in its own unit."""
-    return 100.0 if metric.endswith(PERCENT) else 1.0
+def scale(name: str) -> float:
+    """Changes are compared in the metric's shown unit (points for a percentage)."""
+    return metric_info(name).scale
 
 
 # --- the baseline file -------------------------------------------------------------------
@@ -73,6 +73,13 @@ def baseline_from_runs(runs_dir: Path, selection: str, command: str) -> dict[str
     """Per cell: its configuration hash and, per seed, the run's spec hash and every metric."""
     records, _ = load_runs(runs_dir)
     table = records_table(records, selection)
+    for name in DEFAULT_METRICS[:1]:
+        if name not in table or table[name].isna().all():
+            raise XdkdError(
+                f"under --selection {selection} no run under {runs_dir} has {name} (did they "
+                "hold out no source validation? source_validation: 0); a baseline without it "
+                "would check nothing; use --selection last"
+            )
     metrics = [c for c in table.select_dtypes("number").columns if c not in STORED_SKIP]
     cells = []
     for cell, group in table.groupby(CELL, sort=True):
@@ -113,7 +120,23 @@ def read_baseline(path: Path) -> dict[str, Any]:
     except json.JSONDecodeError as error:
         raise XdkdError(f"baseline file '{path}' is not valid JSON: {error}") from None
     if not isinstance(baseline, dict) or baseline.get("format") != FORMAT:
-        raise XdkdError(f"'{path}' is not an xdkd baseline ({FORMAT}); remake it")
+        raise XdkdError(
+            f"'{path}' is not an xdkd baseline of this version ({FORMAT}); remake it with "
+            "xdkd check --baseline FILE RUNS_DIR --update-baseline"
+        )
+    cells = baseline.get("cells")
+    if not isinstance(cells, list):
+        raise XdkdError(f"baseline file '{path}' has no list of cells; remake it")
+    for index, cell in enumerate(cells):
+        missing = [k for k in (*CELL, "config", "seeds") if k not in (cell or {})]
+        seeds = (cell or {}).get("seeds")
+        if (
+            missing
+            or not isinstance(seeds, dict)
+            or not all(isinstance(v, dict) for v in seeds.values())
+        ):
+            what = f"lacks {', '.join(missing)}" if missing else "has no per-seed values"
+            raise XdkdError(f"baseline file '{path}': cell {index} {what}; remake the baseline")
     return baseline
 
 
@@ -233,6 +256,11 @@ def run_check(runs_dir: Path, baseline_path: Path, settings: Settings) -> Result
     known = set(table.columns) | {
         m for c in baseline["cells"] for s in c["seeds"].values() for m in s
     }
+    for name in settings.metrics:
+        try:
+            metric_info(name)
+        except KeyError as error:
+            raise XdkdError(f"--metrics: {error.args[0]}") from None
     unknown = [m for m in settings.metrics if m not in known and m not in DEFAULT_METRICS]
     if unknown:
         raise XdkdError(f"--metrics: no run or baseline cell has '{unknown[0]}'")

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from benchmark.cli_datasets import add_data_options, add_datasets_command, apply_data_options
+from benchmark.cli_lists import add_list_commands
 from benchmark.cli_report import add_report_commands
 from benchmark.errors import XdkdError
 
@@ -33,34 +34,65 @@ def suite_path(name: str) -> Path:
     raise XdkdError(unknown_name_message("suite", name, suites) + " (or give a path to a .yaml)")
 
 
+def output_directory(path: Path, flag: str) -> Path:
+    """A directory the command can write, checked before anything runs."""
+    if path.exists() and not path.is_dir():
+        raise XdkdError(f"{flag} '{path}' is a file, not a directory; give a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise XdkdError(f"{flag} '{path}': cannot create it ({error.strerror})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise XdkdError(f"{flag} '{path}' is not writable by you; give another directory")
+    return path
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     apply_data_options(args)
-    from benchmark.config import load_suite
-    from benchmark.executors import run_sweep
-    from benchmark.harness import expand, method_protocols
-    from benchmark.provenance import resolve_device
-    from benchmark.report import write_leaderboard
-    from benchmark.store import RunStore
+    from benchmark.catalogue import live_catalogue
+    from benchmark.suites import expand_runs, load_suite
 
-    suite = load_suite(suite_path(args.suite), args.set)
-    specs = expand(suite)
-    for note in method_protocols(suite)[1]:
+    known = live_catalogue()
+    suite = load_suite(suite_path(args.suite), args.set, known)
+    expansion = expand_runs(suite, known)
+    for note in expansion.notes:
         print(f"note: {note}")
+    out = output_directory(Path(args.out or Path("runs") / suite.name), "--out")
+    results = output_directory(Path(args.results or Path("results") / suite.name), "--results")
+    from benchmark.data.provider import SplitProvider
+    from benchmark.data.setting import check_setting_data
+    from benchmark.provenance import resolve_device
+
     device = resolve_device(args.device)
+    provider = SplitProvider(device)
+    for spec in {s.setting.model_dump_json(): s for s in expansion.specs}.values():
+        check_setting_data(provider, spec)
     options = executor_options(args)
-    out = Path(args.out or Path("runs") / suite.name)
-    results = Path(args.results or Path("results") / suite.name)
-    store = RunStore(out)
     where = (
         f"Slurm ({options.slurm.cluster})"
         if options.executor == "slurm"
         else describe_workers(device, options)
     )
     print(
-        f"suite '{suite.name}': {len(specs)} runs on {where}; "
+        f"suite '{suite.name}': {len(expansion.specs)} runs on {where}; "
         f"records in {out}/, leaderboard in {results}/"
     )
-    summary = run_sweep(store, specs, device, options)
+    selection = "source-val" if suite.source_validation else "last"
+    return sweep_and_report(
+        expansion.specs, suite.evaluation, out, results, device, options, selection
+    )
+
+
+def sweep_and_report(
+    specs, evaluation, out: Path, results: Path | None, device, options, selection
+) -> int:
+    """Run the sweep, print what happened, write and print the leaderboard."""
+    from benchmark.executors import run_sweep
+    from benchmark.report import write_leaderboard
+    from benchmark.store import RunStore
+
+    store = RunStore(out)
+    summary = run_sweep(store, specs, evaluation, device, options)
     print(
         f"{len(summary.done)} runs done, {summary.recorded} already recorded, "
         f"{len(summary.failed)} failed"
@@ -68,13 +100,89 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     for key, label, reason in summary.failed:
         print(f"  failed: {key} {label}: {reason}")
-    wanted = {spec.key for spec in specs}
-    records = [record for record in store.records() if record.key in wanted]
-    if records:
+    records = store.records([spec.key for spec in specs])
+    if records and results is not None:
         command = "xdkd " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-        _, text = write_leaderboard(records, results, command)
+        _, text = write_leaderboard(records, results, command, selection)
         print(text)
     return 1 if summary.failed or summary.not_retried else 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Evaluate trained runs again under changed evaluation settings; nothing trains."""
+    apply_data_options(args)
+    from benchmark.catalogue import live_catalogue
+    from benchmark.config import EVALUATION_FIELDS, EvalSpec
+    from benchmark.provenance import resolve_device
+    from benchmark.store import RunStore
+    from benchmark.suites import apply_overrides
+
+    root = runs_root(args.runs)
+    store = RunStore(root)
+    known = live_catalogue()
+    groups: dict[str, tuple[EvalSpec, list]] = {}
+    skipped = 0
+    for key in store.run_keys():
+        record, spec = store.record(key), store.load_spec(key)
+        if spec is None or (record is None and store.training(key) is None):
+            skipped += 1
+            continue
+        raw = (record.evaluation if record else EvalSpec()).model_dump(mode="json")
+        for override in args.set:
+            field = override.partition("=")[0].split(".")[0]
+            if field not in EVALUATION_FIELDS:
+                raise XdkdError(
+                    f"--set {override}: '{field}' is not an evaluation setting; xdkd evaluate "
+                    f"changes {', '.join(EVALUATION_FIELDS)} (training settings need xdkd run)"
+                )
+        apply_overrides(raw, args.set)
+        try:
+            evaluation = EvalSpec.model_validate(raw, context={"catalogue": known})
+        except Exception as error:
+            from pydantic import ValidationError
+
+            if not isinstance(error, ValidationError):
+                raise
+            first = error.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise XdkdError(
+                f"--set: {where}: {first['msg'].removeprefix('Value error, ')}"
+            ) from None
+        groups.setdefault(evaluation.key, (evaluation, []))[1].append(spec)
+    if not groups:
+        raise XdkdError(f"{root} holds no trained runs to evaluate; xdkd run trains them")
+    device = resolve_device(args.device)
+    options = executor_options(args)
+    code = 0
+    for evaluation, specs in groups.values():
+        print(
+            f"evaluating {len(specs)} trained runs of {root} ({len(EVALUATION_FIELDS)} settings: "
+            + ", ".join(f"{f}={getattr(evaluation, f)}" for f in EVALUATION_FIELDS)
+            + ")"
+        )
+        results = Path(args.results) if args.results else None
+        code = max(
+            code,
+            sweep_and_report(specs, evaluation, root, results, device, options, args.selection),
+        )
+    if skipped:
+        print(f"{skipped} runs are not trained yet and were left alone (xdkd run trains them)")
+    if not args.results:
+        print(f"report them with: xdkd report {root} --out results/REPORT")
+    return code
+
+
+def runs_root(name: str) -> Path:
+    """A runs directory, or a suite name whose runs are in runs/NAME."""
+    root = Path(name)
+    if not root.is_dir() and (Path("runs") / name).is_dir():
+        root = Path("runs") / name
+    if not (root / "runs").is_dir():
+        what = "is a file" if root.is_file() else "is not a runs directory"
+        raise XdkdError(
+            f"'{root}' {what} (no {root / 'runs'}/); give the --out of an xdkd run, e.g. runs/quick"
+        )
+    return root
 
 
 def executor_options(args: argparse.Namespace):
@@ -120,69 +228,15 @@ def describe_workers(device, options) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from benchmark.status import print_status, read_status
+    from benchmark.status import clear_failures, print_status, read_status
 
-    root = Path(args.runs)
-    if not root.is_dir() and (Path("runs") / args.runs).is_dir():
-        root = Path("runs") / args.runs
+    root = runs_root(args.runs)
     if args.retry_failed:
-        from benchmark.status import clear_failures
-
         cleared = clear_failures(root)
         print(f"{cleared} failed runs cleared: the next xdkd run on {root} runs them again")
     status = read_status(root)
     print_status(status, root, verbose=args.all)
     return 1 if status.failed else 0
-
-
-def cmd_corruptions(args: argparse.Namespace) -> int:
-    from benchmark.corruptions import CORRUPTIONS, corruption_names
-
-    if args.action == "show":
-        from benchmark.corruptions.grid import save_corruption_grid
-        from benchmark.data.domains import load_domain
-
-        if not args.domain:
-            raise XdkdError(
-                "xdkd corruptions show needs a DOMAIN, e.g. xdkd corruptions show mnistm"
-            )
-        images = load_domain(args.domain).test_images
-        if not 0 <= args.index < len(images):
-            raise XdkdError(
-                f"--index {args.index} is outside {args.domain}'s test split (0..{len(images) - 1})"
-            )
-        out = Path(args.out or f"{args.domain}-corruptions.png")
-        title = f"{args.domain} test image {args.index}: every corruption at severities 1-5"
-        save_corruption_grid(images[args.index], out, title)
-        print(f"wrote {out}")
-        return 0
-    print(f"{'corruption':<18} {'group':<11} severities  in mCA/mCE")
-    for name in corruption_names():
-        entry = CORRUPTIONS.get(name)
-        counted = "yes" if entry.counted else "no"
-        print(f"{name:<18} {entry.group:<11} {len(entry.severities):>10}  {counted}")
-    return 0
-
-
-def cmd_backbones(args: argparse.Namespace) -> int:
-    from benchmark.models import backbone_names
-
-    names = backbone_names(args.pattern)
-    if not names:
-        raise XdkdError(f"no backbone matches '{args.pattern}'; try a glob such as 'resnet*'")
-    print("\n".join(names))
-    print(f"({len(names)} backbones; lenet and dtn are the digit CNNs, the rest come from timm)")
-    return 0
-
-
-def cmd_methods(args: argparse.Namespace) -> int:
-    from benchmark.methods import METHODS
-
-    for name, cls in METHODS.items():
-        defaults = ", ".join(f"{k}={v}" for k, v in cls.defaults.items()) or "-"
-        print(f"{name:<17} {cls.family:<12} protocols: {', '.join(cls.protocols)}")
-        print(f"{'':<17} defaults: {defaults}\n{'':<17} {cls.paper}")
-    return 0
 
 
 def add_executor_options(run: argparse.ArgumentParser) -> None:
@@ -312,26 +366,39 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_datasets_command(commands)
 
-    corruptions = commands.add_parser(
-        "corruptions",
-        help="list corruptions, or draw every corruption at every severity for one image",
-        description="list: every corruption with its group and severities; "
-        "show DOMAIN --out grid.png [--index I]: one test image under every corruption",
-    )
-    corruptions.add_argument("action", nargs="?", default="list", choices=["list", "show"])
-    corruptions.add_argument("domain", nargs="?")
-    corruptions.add_argument("--out", help="PNG path for show (default: DOMAIN-corruptions.png)")
-    corruptions.add_argument("--index", type=int, default=0, help="test image index (default 0)")
-    corruptions.set_defaults(handler=cmd_corruptions)
-
-    backbones = commands.add_parser("backbones", help="list backbone names (glob pattern)")
-    backbones.add_argument("pattern", nargs="?", default="*")
-    backbones.set_defaults(handler=cmd_backbones)
-
-    methods = commands.add_parser("methods", help="list methods with family, protocols, defaults")
-    methods.set_defaults(handler=cmd_methods)
+    add_list_commands(commands)
+    add_evaluate_command(commands)
     add_report_commands(commands)
     return parser
+
+
+def add_evaluate_command(commands: argparse._SubParsersAction) -> None:
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="evaluate trained runs again (new corruptions, held-out domains, floor); no training",
+        description="Re-evaluate every trained run of a runs directory from its saved student "
+        "weights, with evaluation settings changed by --set (corruptions, corruption_images, "
+        "teacher_floor, heldout), and update the records atomically. Nothing trains.",
+    )
+    evaluate.add_argument("runs", help="runs directory (the --out of xdkd run), or a suite name")
+    evaluate.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change an evaluation setting, e.g. --set 'corruptions=[benchmark, shape, "
+        "speckle_noise]' --set corruption_images=500",
+    )
+    evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    evaluate.add_argument("--results", help="also write the leaderboard here")
+    evaluate.add_argument(
+        "--selection", default="source-val", help="model-selection rule of that leaderboard"
+    )
+    evaluate.add_argument("--no-progress", action="store_true", help="no progress bars")
+    evaluate.add_argument("--retry-failed", action="store_true", help="evaluate failed ones again")
+    add_executor_options(evaluate)
+    add_data_options(evaluate)
+    evaluate.set_defaults(handler=cmd_evaluate)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -344,6 +411,24 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("xdkd: interrupted; finished records are kept, rerun to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `xdkd backbones | head`: the reader left; so do we, quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except Exception as error:  # a bug: one line, the traceback kept in a file for the report
+        import tempfile
+        import traceback
+
+        with tempfile.NamedTemporaryFile(
+            "w", prefix="xdkd-traceback-", suffix=".txt", delete=False
+        ) as file:
+            traceback.print_exc(file=file)
+        print(
+            f"xdkd: internal error (a bug, please report it): {type(error).__name__}: "
+            f"{error}; traceback in {file.name}",
+            file=sys.stderr,
+        )
+        return 70
 
 
 if __name__ == "__main__":

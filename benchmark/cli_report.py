@@ -61,10 +61,11 @@ def per_metric(values: list[str], flag: str, default: float) -> dict[str, float]
 
 def cmd_check(args: argparse.Namespace) -> int:
     from benchmark.check import DEFAULT_METRICS, Settings, run_check, write_baseline, write_json
+    from benchmark.selection import DEFAULT_RULE
 
     baseline, runs_dir = Path(args.baseline), Path(args.runs_dir)
     if args.update_baseline:
-        cells = write_baseline(baseline, runs_dir, args.selection or "last", _command_line())
+        cells = write_baseline(baseline, runs_dir, args.selection or DEFAULT_RULE, _command_line())
         print(f"wrote baseline {baseline}: {cells} cells from {runs_dir}")
         return 0
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else []
@@ -85,7 +86,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def add_report_commands(commands: argparse._SubParsersAction) -> None:
     """Add `report` and `check` to the `xdkd` subcommands."""
-    from benchmark.tidy import SELECTION_RULES
+    from benchmark.selection import DEFAULT_RULE, RULES
 
     report = commands.add_parser(
         "report",
@@ -100,7 +101,13 @@ def add_report_commands(commands: argparse._SubParsersAction) -> None:
         "--rows",
         help="leaderboard row keys, comma-separated (default: method,protocol,teacher,student)",
     )
-    report.add_argument("--selection", default="last", choices=list(SELECTION_RULES))
+    report.add_argument(
+        "--selection",
+        default=DEFAULT_RULE,
+        choices=list(RULES),
+        help=f"model-selection rule (default {DEFAULT_RULE}; oracle reads target labels and "
+        "is flagged, never ranked)",
+    )
     report.add_argument("--reference", default="kd", help="method to compare against (kd)")
     report.set_defaults(handler=cmd_report)
 
@@ -132,7 +139,7 @@ def add_report_commands(commands: argparse._SubParsersAction) -> None:
     )
     check.add_argument("--drift", default="0.25", help="suite mean change bound, points (0.25)")
     check.add_argument("--allow-missing", action="store_true", help="missing cells exit 0")
-    check.add_argument("--selection", choices=list(SELECTION_RULES), help="default: baseline's")
+    check.add_argument("--selection", choices=list(RULES), help="default: the baseline's")
     check.add_argument("--json", help="write the full comparison to this JSON file")
     check.add_argument(
         "--update-baseline", action="store_true", help="write --baseline from the runs instead"

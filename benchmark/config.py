@@ -1,40 +1,64 @@
 """Typed configuration: suites (YAML), the run specs they expand into, and run records.
 
-Everything is validated when loaded, so a typo in a suite file stops the program before any
-training, with the file, the line and the field in one message.
+A leaf: it imports neither torch nor the methods. The names a suite uses (methods and their
+parameters, backbones, corruptions) are checked against a `Catalogue` that reaches the
+validators through pydantic's validation context (`Suite.model_validate(raw, context=
+{"catalogue": ...})`); specs read back from a run directory validate without one.
+
+A run has two keys: `RunSpec.key` hashes only what changes training (the data the run sees,
+teachers, student, method and its parameters, recipes, seed); `EvalSpec.key` hashes what
+evaluation applies to the saved student (corruptions, corruption images, floor, held-out
+domains), so changing those never retrains anything.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
-from pathlib import Path
+import re
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from benchmark.errors import XdkdError
+from benchmark.protocols import PROTOCOLS, protocol_label
+from benchmark.registry import unknown_name_message
 
-Protocol = Literal["uda", "labelled_target", "zero_shot"]
-PROTOCOLS: tuple[str, ...] = ("uda", "labelled_target", "zero_shot")
+RECORD_FORMAT = "xdkd-record/2"
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+SAFE_NAME_RULE = "letters, digits, '.', '_' and '-', starting with a letter or digit"
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _as_value_error(check: Any, name: str) -> Any:
-    """Registry errors inside validators become ValueErrors, so pydantic adds the field."""
-    try:
-        return check(name)
-    except XdkdError as error:
-        raise ValueError(str(error)) from None
+def _catalogue(info: ValidationInfo) -> Any:
+    return (info.context or {}).get("catalogue")
+
+
+def safe_name(value: str, what: str) -> str:
+    """Names that become file or directory names: no separators, no dot-files."""
+    if not SAFE_NAME.match(value):
+        raise ValueError(f"{what} '{value}' is not a usable name: use {SAFE_NAME_RULE}")
+    return value
 
 
 def _named(value: Any) -> Any:
     """Allow `resnet18` as shorthand for `{name: resnet18}` in suite files."""
     return {"name": value} if isinstance(value, str) else value
+
+
+def spec_hash(model: BaseModel, exclude: Any = None) -> str:
+    canonical = json.dumps(model.model_dump(mode="json", exclude=exclude), sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 class BackboneSpec(Strict):
@@ -48,50 +72,145 @@ class BackboneSpec(Strict):
 
     @field_validator("name")
     @classmethod
-    def known_backbone(cls, name: str) -> str:
-        from benchmark.models.backbones import check_backbone_name
+    def known_backbone(cls, name: str, info: ValidationInfo) -> str:
+        catalogue = _catalogue(info)
+        if catalogue is not None and name not in catalogue.backbones:
+            raise ValueError(unknown_name_message("backbone", name, catalogue.backbones))
+        return name
 
-        return _as_value_error(check_backbone_name, name)
 
-
-class MethodSpec(Strict):
-    """A registered method, overrides of its paper-default hyperparameters, and optionally
-    the protocol it runs under instead of the suite's (e.g. a transfer baseline that needs
-    target labels, in a suite that is otherwise `uda`)."""
+class ProtocolSpec(Strict):
+    """A protocol and its parameters, every default filled in. In a suite: a name (`uda`) or
+    a mapping of the name and its parameters (`{name: few_shot, shots: 5}`)."""
 
     name: str
     params: dict[str, Any] = Field(default_factory=dict)
-    protocol: Protocol | None = None
 
-    @field_validator("name")
+    @model_validator(mode="before")
     @classmethod
-    def known_method(cls, name: str) -> str:
-        from benchmark.methods import METHODS
+    def flat_form(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"name": value}
+        if isinstance(value, dict) and "params" not in value:
+            return {
+                "name": value.get("name"),
+                "params": {k: v for k, v in value.items() if k != "name"},
+            }
+        return value
 
-        _as_value_error(METHODS.get, name)
-        return name
-
-
-class Pair(Strict):
-    source: str
-    target: str
-
-    @field_validator("source", "target")
-    @classmethod
-    def known_domain(cls, name: str) -> str:
-        from benchmark.data.domains import domain_info
-
-        _as_value_error(domain_info, name)
-        return name
+    @model_validator(mode="after")
+    def known_parameters(self) -> ProtocolSpec:
+        if self.name not in PROTOCOLS:
+            raise ValueError(unknown_name_message("protocol", self.name, list(PROTOCOLS)))
+        declared = PROTOCOLS[self.name].all_parameters()
+        for key, value in self.params.items():
+            if key not in declared:
+                valid = ", ".join(declared)
+                raise ValueError(
+                    f"protocol '{self.name}' has no parameter '{key}'; its parameters: {valid}"
+                )
+            rule = declared[key]
+            if rule.choices and value not in rule.choices:
+                raise ValueError(
+                    f"protocol '{self.name}': {key} is {value!r}; choose "
+                    + ", ".join(map(str, rule.choices))
+                )
+            if rule.minimum is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < rule.minimum
+            ):
+                raise ValueError(
+                    f"protocol '{self.name}': {key} must be a whole number >= {rule.minimum}"
+                )
+        missing = [
+            k for k, rule in declared.items() if rule.default is None and k not in self.params
+        ]
+        if missing:
+            raise ValueError(
+                f"protocol '{self.name}' needs {missing[0]}: e.g. "
+                f"{{name: {self.name}, {missing[0]}: 5}}"
+            )
+        filled = {k: rule.default for k, rule in declared.items() if rule.default is not None}
+        object.__setattr__(self, "params", {**filled, **self.params})
+        return self
 
     @property
     def label(self) -> str:
-        return f"{self.source}→{self.target}"
+        return protocol_label(self.name, self.params)
+
+
+def _one_or_more(value: Any) -> Any:
+    return [value] if isinstance(value, str | dict) else value
+
+
+def parameter_problem(method: str, key: str, value: Any, defaults: dict[str, Any]) -> str | None:
+    """Why a method parameter is not acceptable, or None: it must be declared, with a value of
+    its default's type (a whole number where the default is one; any number for a float)."""
+    if key not in defaults:
+        closest = difflib.get_close_matches(key, list(defaults), n=1, cutoff=0.6)
+        hint = f"; did you mean '{closest[0]}'?" if closest else ""
+        valid = ", ".join(defaults) or "none"
+        return f"method '{method}' has no parameter '{key}'{hint} its parameters: {valid}"
+    default = defaults[key]
+    if isinstance(default, bool):
+        fits, kind = isinstance(value, bool), "true or false"
+    elif isinstance(default, int):
+        fits, kind = isinstance(value, int) and not isinstance(value, bool), "a whole number"
+    elif isinstance(default, float):
+        fits, kind = isinstance(value, int | float) and not isinstance(value, bool), "a number"
+    elif isinstance(default, str):
+        fits, kind = isinstance(value, str), "text"
+    else:
+        fits, kind = True, ""
+    if not fits:
+        return f"method '{method}': {key} is {value!r}, not {kind} (its default is {default!r})"
+    return None
+
+
+class MethodSpec(Strict):
+    """A registered method, overrides of its paper-default hyperparameters, a row label (its
+    name unless set: needed when one method appears twice with different parameters) and
+    optionally the protocols it runs under instead of the suite's."""
+
+    name: str
+    label: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    protocol: list[ProtocolSpec] | None = None
+
+    @field_validator("protocol", mode="before")
+    @classmethod
+    def one_or_more_protocols(cls, value: Any) -> Any:
+        return _one_or_more(value)
+
+    @field_validator("label")
+    @classmethod
+    def usable_label(cls, label: str | None) -> str | None:
+        return None if label is None else safe_name(label, "method label")
+
+    @model_validator(mode="after")
+    def known_method_and_parameters(self, info: ValidationInfo) -> MethodSpec:
+        catalogue = _catalogue(info)
+        if catalogue is None:
+            return self
+        if self.name not in catalogue.methods:
+            raise ValueError(unknown_name_message("method", self.name, list(catalogue.methods)))
+        defaults = catalogue.methods[self.name].defaults
+        for key, value in self.params.items():
+            problem = parameter_problem(self.name, key, value, defaults)
+            if problem:
+                raise ValueError(problem)
+        return self
+
+    @property
+    def row(self) -> str:
+        """The method's row in tables."""
+        return self.label or self.name
 
 
 class Recipe(Strict):
     """How a network is optimised. Defaults: AdamW with a one-cycle schedule, which trained
-    every embedded digit domain to its floor where SGD stalled at chance on syndigits."""
+    every embedded digit domain to its floor where SGD stalled at chance on syndigits.
+    `label_smoothing` applies to every labelled cross-entropy of the training (Szegedy et al.
+    2016; a teacher trained with it distils worse, Mueller et al. NeurIPS 2019)."""
 
     epochs: int = Field(8, ge=1)
     batch_size: int = Field(128, ge=2)
@@ -103,48 +222,172 @@ class Recipe(Strict):
     augment: bool = True
 
 
+def _class_names(value: Any) -> Any:
+    """Classes are named as the family names them; `[0, 1]` reads as `["0", "1"]`."""
+    if isinstance(value, list):
+        return [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
+    return value
+
+
+class TaskSpec(Strict):
+    """A task of a `multi_task` suite: its teacher learns `classes` on `source`; the student
+    learns them for `target` (default: the source itself)."""
+
+    name: str
+    source: str
+    target: str | None = None
+    classes: list[str] = Field(min_length=1)
+
+    @field_validator("classes", mode="before")
+    @classmethod
+    def named_classes(cls, value: Any) -> Any:
+        return _class_names(value)
+
+    @field_validator("name")
+    @classmethod
+    def usable_name(cls, name: str) -> str:
+        return safe_name(name, "task name")
+
+    @property
+    def target_domain(self) -> str:
+        return self.target or self.source
+
+
+class PairSpec(Strict):
+    """One entry of a suite's `pairs`: a source and a target, either of which may be a list,
+    or `leave_one_out: [a, b, c]` (each domain in turn the target of all the others)."""
+
+    source: str | list[str] | None = None
+    target: str | list[str] | None = None
+    leave_one_out: list[str] | None = None
+
+    @model_validator(mode="after")
+    def one_form(self) -> PairSpec:
+        if self.leave_one_out is not None:
+            if self.source is not None or self.target is not None:
+                raise ValueError("give either leave_one_out or source (and target), not both")
+            if len(self.leave_one_out) < 3:
+                raise ValueError("leave_one_out needs at least 3 domains (2 sources and a target)")
+        elif self.source is None:
+            raise ValueError("a pair needs a source, e.g. {source: mnist, target: mnistm}")
+        return self
+
+    def expanded(self) -> list[tuple[list[str], list[str]]]:
+        """(sources, targets) of each setting this entry stands for; targets are empty when
+        none was given (in-domain)."""
+        if self.leave_one_out is not None:
+            domains = self.leave_one_out
+            return [([d for d in domains if d != target], [target]) for target in domains]
+        as_list = lambda v: [] if v is None else [v] if isinstance(v, str) else list(v)  # noqa: E731
+        return [(as_list(self.source), as_list(self.target))]
+
+
+class EvalSpec(Strict):
+    """What evaluation applies to a saved student; outside the training key."""
+
+    corruptions: list[str] = Field(default_factory=lambda: ["benchmark", "shape"])
+    corruption_images: int = Field(1000, ge=0)
+    teacher_floor: float = Field(0.7, ge=0, le=1)
+    heldout: list[str] | None = None  # None: the family's other domains of the target's kind
+
+    @field_validator("corruptions")
+    @classmethod
+    def known_corruptions(cls, entries: list[str], info: ValidationInfo) -> list[str]:
+        catalogue = _catalogue(info)
+        if catalogue is not None:
+            from benchmark.catalogue import resolve_corruptions
+
+            try:
+                resolve_corruptions(entries, catalogue)
+            except LookupError as error:
+                raise ValueError(str(error)) from None
+        return entries
+
+    @property
+    def key(self) -> str:
+        return spec_hash(self)
+
+
+EVALUATION_FIELDS = tuple(EvalSpec.model_fields)
+
+
 class Suite(Strict):
-    """A benchmark suite: every pair x teacher x student x method x seed is one run."""
+    """A benchmark suite: every setting (pair or task set, under each protocol that fits it)
+    x teacher x student x method x seed is one run."""
 
     name: str
     description: str = ""
-    pairs: list[Pair] = Field(min_length=1)
+    pairs: list[PairSpec] = Field(default_factory=list)
+    tasks: list[TaskSpec] = Field(default_factory=list)
     teachers: list[BackboneSpec] = Field(min_length=1)
     students: list[BackboneSpec] = Field(min_length=1)
     methods: list[MethodSpec] = Field(min_length=1)
     seeds: list[int] = Field([0], min_length=1)
-    protocol: list[Protocol] = Field(["uda"], min_length=1)
+    protocol: list[ProtocolSpec] = Field(
+        default_factory=lambda: [ProtocolSpec(name="uda")], min_length=1
+    )
     image_size: int = Field(32, ge=8)
     source_validation: float = Field(0.1, ge=0, lt=1)
-    corruptions: list[str] = Field(default_factory=lambda: ["benchmark", "shape"])
-    corruption_images: int = Field(1000, ge=0)
+    target_validation: float = Field(0.1, ge=0, lt=1)
     teacher_recipe: Recipe = Recipe()
     student_recipe: Recipe = Recipe()
+    corruptions: list[str] = Field(default_factory=lambda: ["benchmark", "shape"])
+    corruption_images: int = Field(1000, ge=0)
     teacher_floor: float = Field(0.7, ge=0, le=1)
+    heldout: list[str] | None = None
 
-    @field_validator("corruptions")
+    @field_validator("name")
     @classmethod
-    def known_corruptions(cls, entries: list[str]) -> list[str]:
-        from benchmark.robustness import resolve_corruptions
-
-        _as_value_error(resolve_corruptions, entries)
-        return entries
+    def usable_name(cls, name: str) -> str:
+        return safe_name(name, "suite name")
 
     @field_validator("protocol", mode="before")
     @classmethod
     def one_or_more_protocols(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
+        return _one_or_more(value)
 
     @field_validator("teachers", "students", "methods", mode="before")
     @classmethod
     def shorthand_names(cls, values: Any) -> Any:
         return [_named(v) for v in values] if isinstance(values, list) else values
 
+    @field_validator("corruptions")
+    @classmethod
+    def known_corruptions(cls, entries: list[str], info: ValidationInfo) -> list[str]:
+        return EvalSpec.known_corruptions(entries, info)
+
+    @property
+    def evaluation(self) -> EvalSpec:
+        return EvalSpec(**{name: getattr(self, name) for name in EVALUATION_FIELDS})
+
+
+class Setting(Strict):
+    """The data of one run: its protocol, source and target domains, and tasks (multi_task)."""
+
+    protocol: ProtocolSpec
+    sources: list[str]
+    targets: list[str]
+    tasks: list[TaskSpec] = Field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        """`mnist→mnistm`, `mnist+syndigits→mnistm`, `mnist→mnistm+syndigits`, tasks: `low+high`."""
+        if self.tasks:
+            return "+".join(task.name for task in self.tasks)
+        return f"{'+'.join(self.sources)}→{'+'.join(self.targets)}"
+
+    @property
+    def scored(self) -> list[str]:
+        """What the run is scored on one by one: each task, or each target domain."""
+        return [task.name for task in self.tasks] or list(self.targets)
+
 
 class TeacherSpec(Strict):
-    """What a teacher depends on; its hash is the key of the shared teacher cache."""
+    """What a teacher depends on; its hash is the key of the shared teacher cache. It learns
+    `classes` (all of its family's when None) on the union of `sources`."""
 
-    source: str
+    sources: list[str]
+    classes: list[str] | None = None
     backbone: BackboneSpec
     recipe: Recipe
     seed: int
@@ -155,135 +398,106 @@ class TeacherSpec(Strict):
     def key(self) -> str:
         return spec_hash(self)
 
+    @property
+    def label(self) -> str:
+        classes = f" classes {','.join(self.classes)}" if self.classes else ""
+        return f"teacher {self.backbone.name} on {'+'.join(self.sources)}{classes} seed {self.seed}"
+
 
 class RunSpec(Strict):
-    """One run. A run is a pure function of its spec; the spec's hash names its directory."""
+    """One run's training. A run is a pure function of its spec; the spec's hash (without the
+    suite's name and the row label) names its directory."""
 
     suite: str
-    pair: Pair
+    setting: Setting
     teacher: BackboneSpec
     student: BackboneSpec
     method: MethodSpec
     seed: int
-    protocol: Protocol
     image_size: int
     source_validation: float
-    corruptions: list[str]
-    corruption_images: int
+    target_validation: float
     teacher_recipe: Recipe
     student_recipe: Recipe
-    teacher_floor: float
 
     @property
     def key(self) -> str:
-        return spec_hash(self, exclude={"suite"})
+        return spec_hash(self, exclude={"suite": True, "method": {"label"}})
 
     @property
-    def teacher_spec(self) -> TeacherSpec:
-        return TeacherSpec(
-            source=self.pair.source,
-            backbone=self.teacher,
-            recipe=self.teacher_recipe,
-            seed=self.seed,
-            image_size=self.image_size,
-            source_validation=self.source_validation,
+    def draws_key(self) -> str:
+        """Names the draws of the run's batches, augmentations and dropout: the data and the
+        student, not the method, so every method of a seed sees the same batches (common
+        random numbers make paired comparisons sharper) and teacher access changes nothing."""
+        setting = self.setting.model_dump(mode="json")
+        setting["protocol"]["params"].pop("teacher_access", None)
+        draws = {
+            "setting": setting,
+            "student": self.student.model_dump(mode="json"),
+            "recipe": self.student_recipe.model_dump(mode="json"),
+            "sizes": [self.image_size, self.source_validation, self.target_validation],
+        }
+        return hashlib.sha256(json.dumps(draws, sort_keys=True).encode()).hexdigest()[:16]
+
+    @property
+    def label(self) -> str:
+        return (
+            f"{self.method.row} {self.student.name} {self.setting.label} "
+            f"[{self.setting.protocol.label}] seed {self.seed}"
         )
 
+    @property
+    def teacher_names(self) -> list[str]:
+        """The names of the run's teachers, in the order of `teacher_specs`."""
+        setting = self.setting
+        if setting.tasks:
+            return [task.name for task in setting.tasks]
+        if setting.protocol.params.get("teachers") == "union":
+            return ["+".join(setting.sources)]
+        return list(setting.sources)
 
-def spec_hash(model: BaseModel, exclude: set[str] | None = None) -> str:
-    canonical = json.dumps(model.model_dump(mode="json", exclude=exclude), sort_keys=True)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    @property
+    def teacher_specs(self) -> list[TeacherSpec]:
+        common = {
+            "backbone": self.teacher,
+            "recipe": self.teacher_recipe,
+            "seed": self.seed,
+            "image_size": self.image_size,
+            "source_validation": self.source_validation,
+        }
+        setting = self.setting
+        if setting.tasks:
+            return [
+                TeacherSpec(sources=[t.source], classes=t.classes, **common) for t in setting.tasks
+            ]
+        if setting.protocol.params.get("teachers") == "union":
+            return [TeacherSpec(sources=setting.sources, **common)]
+        return [TeacherSpec(sources=[source], **common) for source in setting.sources]
 
 
 class RunRecord(BaseModel):
     """Everything a finished run produced, with the provenance of every number.
 
-    `metrics` are the last-epoch model's; `selected` the source-validation-selected model's
-    (training-domain validation), absent when the suite holds out no source validation.
-    """
+    `metrics`: the last epoch's model, every metric; `selected`: per model-selection rule, the
+    clean metrics of the epoch that rule chose from `curves` (absent where it chose none);
+    `saw`: what training used (domains, images, teachers); `training`: how training went."""
 
+    format: Literal["xdkd-record/2"] = RECORD_FORMAT
     key: str
     spec: RunSpec
+    evaluation: EvalSpec
+    evaluation_key: str
     status: Literal["ok"] = "ok"
+    saw: dict[str, Any]
+    teachers: list[dict[str, Any]]
+    curves: dict[str, list[float]] = Field(default_factory=dict)
+    selections: dict[str, int] = Field(default_factory=dict)
     metrics: dict[str, float]
-    selected: dict[str, float] | None = None
+    selected: dict[str, dict[str, float]] = Field(default_factory=dict)
     robustness: dict[str, Any] = Field(default_factory=dict)
-    teacher: dict[str, Any]
     per_domain: dict[str, float]
+    training: dict[str, Any] = Field(default_factory=dict)
     notes: dict[str, str] = Field(default_factory=dict)
     wall_time_s: float
     device: str
     provenance: dict[str, str]
-
-
-# --- loading -----------------------------------------------------------------------------
-
-
-def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """`--set student_recipe.epochs=2 --set seeds=[0,1]`: dotted keys, YAML values."""
-    for override in overrides:
-        key, sep, value = override.partition("=")
-        if not sep or not key:
-            raise XdkdError(f"--set '{override}' is not key=value, e.g. --set seeds=[0,1]")
-        node = raw
-        *parents, leaf = key.split(".")
-        for part in parents:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise XdkdError(f"--set '{override}': '{part}' is not a mapping in the suite")
-            node = child
-        node[leaf] = yaml.safe_load(value)
-    return raw
-
-
-def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
-    """The 1-based line of the YAML node at a pydantic error location, as deep as it exists."""
-    node, line = root, None
-    for part in loc:
-        if node is None:
-            break
-        line = node.start_mark.line + 1
-        if isinstance(node, yaml.MappingNode):
-            node = next((v for k, v in node.value if k.value == part), None)
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-            node = node.value[part] if part < len(node.value) else None
-        else:
-            node = None
-    if node is not None:
-        line = node.start_mark.line + 1
-    return line
-
-
-def validation_message(path: Path, root: yaml.Node | None, error: ValidationError) -> str:
-    first = error.errors()[0]
-    loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and p.startswith("function")))
-    field = ".".join(str(p) for p in loc) or "(top level)"
-    message = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
-        message = "unknown field; remove it or check its spelling"
-    line = _line_of(root, loc)
-    where = f"{path}:{line}" if line else str(path)
-    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
-    return f"{where}: {field}: {message}{more}"
-
-
-def load_suite(path: str | Path, overrides: list[str] | None = None) -> Suite:
-    path = Path(path)
-    if not path.is_file():
-        raise XdkdError(f"suite file '{path}' not found; suites live in baselines/, e.g. quick")
-    text = path.read_text()
-    try:
-        root = yaml.compose(text)
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise XdkdError(f"{where}: not valid YAML: {getattr(error, 'problem', error)}") from None
-    if not isinstance(raw, dict):
-        raise XdkdError(f"{path}: a suite is a YAML mapping with name, pairs, teachers, ...")
-    raw = apply_overrides(raw, overrides or [])
-    raw.setdefault("name", path.stem)
-    try:
-        return Suite.model_validate(raw)
-    except ValidationError as error:
-        raise XdkdError(validation_message(path, root, error)) from None

@@ -6,7 +6,9 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,3 +50,39 @@ def sha256_file(path: Path) -> str:
         while block := stream.read(2**24):
             digest.update(block)
     return digest.hexdigest()
+
+
+def note(message: str) -> None:
+    """A line for the person running xdkd, beside the progress bar."""
+    from tqdm.auto import tqdm
+
+    tqdm.write(f"xdkd: note: {message}", file=sys.stderr)
+
+
+def set_aside(path: Path, why: str) -> Path:
+    """Move a damaged artefact out of the way (kept, never deleted) and say so; whoever
+    called this rebuilds or reruns what it held."""
+    aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+    try:
+        os.replace(path, aside)
+    except FileNotFoundError:
+        return aside
+    note(f"{path} is damaged ({why}); set aside as {aside.name}, and what it held is rebuilt")
+    return aside
+
+
+def read_manifest(path: Path) -> dict | None:
+    """A cache folder's manifest.json: None when absent; a damaged one is set aside."""
+    import json
+
+    manifest = path / "manifest.json"
+    try:
+        data = json.loads(manifest.read_text())
+        if not isinstance(data, dict):
+            raise ValueError("not a mapping")
+        return data
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, UnicodeDecodeError) as error:
+        set_aside(manifest, f"not a valid manifest: {error}")
+        return None

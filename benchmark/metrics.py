@@ -1,4 +1,4 @@
-"""Metric formulas: calibration (ECE, NLL) and corruption robustness (mCA, mCE, relative mCE).
+"""Metric formulas for corruption robustness (mCA, mCE, relative mCE), torch-free.
 
 Robustness follows Hendrycks & Dietterich (ICLR 2019): with E the top-1 error,
 CE_c = sum_s E_{s,c} / sum_s E^ref_{s,c}, relative CE_c = sum_s (E_{s,c} - E_clean) /
@@ -9,31 +9,8 @@ reference outside ImageNet-C is an in-suite model, named wherever the numbers ap
 from __future__ import annotations
 
 from collections.abc import Mapping
-
-import torch
-import torch.nn.functional as F
-
-ECE_BINS = 15
-
-
-def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: int = ECE_BINS):
-    """ECE (Naeini et al. 2015; Guo et al. 2017): equal-width confidence bins,
-    sum over bins of |B|/N * |accuracy(B) - mean confidence(B)|."""
-    confidence, predicted = probs.max(dim=1)
-    correct = (predicted == labels).float()
-    # bin b holds confidences in (b/bins, (b+1)/bins]; a confidence of exactly 0 goes to bin 0
-    index = (confidence * bins).ceil().long().clamp(1, bins) - 1
-    total = torch.zeros(bins, dtype=torch.float64)
-    count = torch.zeros(bins, dtype=torch.float64)
-    gap = (correct - confidence).double().cpu()
-    total.index_add_(0, index.cpu(), gap)
-    count.index_add_(0, index.cpu(), torch.ones_like(gap))
-    return float(total.abs().sum() / len(labels))
-
-
-def negative_log_likelihood(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    return float(F.cross_entropy(logits.double(), labels))
-
+from dataclasses import dataclass
+from typing import Literal
 
 Cells = Mapping[tuple[str, int], float]  # (corruption, severity) -> accuracy
 # Relative CE divides by the reference's degradation, summed over severities; where the
@@ -65,3 +42,157 @@ def corruption_errors(
 
 def mean_corruption_accuracy(cells: Cells) -> float:
     return sum(cells.values()) / len(cells)
+
+
+# --- the metrics registry ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric, declared once: records, leaderboards, plots and `xdkd check` read this.
+
+    scale: shown value = stored value x scale (fractions to %, parameters to millions);
+    better: "max", "min", or None for a property that is no score; selection: whether a
+    model-selection rule changes it (clean metrics of the chosen epoch do; robustness and
+    cost are the last epoch's)."""
+
+    name: str
+    label: str
+    unit: str
+    scale: float
+    better: Literal["max", "min"] | None
+    selection: bool
+    caption: str
+
+    def shown(self, value: float) -> float:
+        return value * self.scale
+
+
+_metrics = [
+    Metric("target_acc", "target", "%", 100, "max", True, "target-domain top-1 accuracy (%)"),
+    Metric(
+        "target_ece",
+        "ECE",
+        "%",
+        100,
+        "min",
+        True,
+        "expected calibration error on the target (%, 15 bins)",
+    ),
+    Metric("target_nll", "NLL", "nats", 1, "min", True, "negative log-likelihood on the target"),
+    Metric("source_acc", "source", "%", 100, "max", True, "source-domain top-1 accuracy (%)"),
+    Metric(
+        "heldout_mean_acc",
+        "held-out",
+        "%",
+        100,
+        "max",
+        True,
+        "mean accuracy on the family's domains that are neither source nor target (%)",
+    ),
+    Metric(
+        "teacher_target_acc",
+        "teacher target",
+        "%",
+        100,
+        None,
+        False,
+        "the teachers' (ensemble's) target accuracy (%)",
+    ),
+    Metric(
+        "knowledge_recovery",
+        "recovery",
+        "%",
+        100,
+        "max",
+        True,
+        "student target accuracy / teacher target accuracy (%)",
+    ),
+    Metric(
+        "mca",
+        "mCA",
+        "%",
+        100,
+        "max",
+        False,
+        "mean accuracy over the corrupted target robustness set, every severity of the "
+        "suite's ImageNet-C corruptions (%)",
+    ),
+    Metric(
+        "mca_shape",
+        "mCA shape",
+        "%",
+        100,
+        "max",
+        False,
+        "mean accuracy over MNIST-C's shape corruptions (%)",
+    ),
+    Metric(
+        "clean_subset_acc",
+        "clean subset",
+        "%",
+        100,
+        "max",
+        False,
+        "accuracy on the uncorrupted robustness set (%)",
+    ),
+    Metric("mce", "mCE", "%", 1, "min", False, "mean corruption error against the reference (%)"),
+    Metric(
+        "relative_mce",
+        "rel. mCE",
+        "%",
+        1,
+        "min",
+        False,
+        "relative mean corruption error against the in-suite reference (%, 100 = as robust)",
+    ),
+    Metric(
+        "eff_robustness",
+        "eff. robustness",
+        "%",
+        100,
+        "max",
+        False,
+        "mCA above the baseline fit at the run's clean accuracy (Taori et al. 2020; points)",
+    ),
+    Metric("params", "params (M)", "M", 1e-6, None, False, "student parameters (millions)"),
+    Metric(
+        "method_params",
+        "method params (M)",
+        "M",
+        1e-6,
+        None,
+        False,
+        "trainable parameters of the method's own parts (millions)",
+    ),
+    Metric("flops", "GFLOPs", "G", 1e-9, "min", False, "FLOPs of one forward pass (billions)"),
+    Metric("latency_ms_b1", "latency b1 (ms)", "ms", 1, "min", False, "latency at batch 1 (ms)"),
+    Metric(
+        "latency_ms_b256", "latency b256 (ms)", "ms", 1, "min", False, "latency at batch 256 (ms)"
+    ),
+    Metric("train_wall_time_s", "train time (s)", "s", 1, "min", False, "training wall time (s)"),
+    Metric("peak_memory_mb", "peak memory (MB)", "MB", 1, "min", False, "peak memory (MB)"),
+]
+METRICS: dict[str, Metric] = {metric.name: metric for metric in _metrics}
+
+
+def metric(name: str) -> Metric:
+    """The declaration of a metric; `target_acc/mnistm` (one target, task or domain of a
+    run with several) is its base metric under another label."""
+    base, _, qualifier = name.partition("/")
+    if base not in METRICS:
+        from benchmark.registry import unknown_name_message
+
+        raise KeyError(unknown_name_message("metric", name, list(METRICS)))
+    declared = METRICS[base]
+    if not qualifier:
+        return declared
+    return Metric(
+        name,
+        qualifier,
+        declared.unit,
+        declared.scale,
+        declared.better,
+        declared.selection,
+        f"{declared.caption}, {qualifier}",
+    )

@@ -37,8 +37,9 @@ def _colours(methods: list[str]) -> dict[str, tuple]:
 
 
 def severity_plot(table: pd.DataFrame, severity: pd.DataFrame) -> Figure | str:
-    """Mean accuracy over the counted corruptions per severity (0 = clean), per method; the
-    band is ± one standard error over seeds."""
+    """Mean accuracy over the counted corruptions per severity (0 = the uncorrupted
+    robustness set, a stratified sample of the test split), per method; the band is ± one
+    standard error over seeds."""
     if severity.empty:
         return "no robustness results in these records"
     per_seed = severity.groupby(["method", "seed", "severity"])["acc"].mean() * 100
@@ -57,7 +58,7 @@ def severity_plot(table: pd.DataFrame, severity: pd.DataFrame) -> Figure | str:
             alpha=0.2,
         )
     severities = sorted(spread["severity"].unique())
-    ax.set_xticks(severities, ["clean" if s == 0 else str(s) for s in severities])
+    ax.set_xticks(severities, ["clean subset" if s == 0 else str(s) for s in severities])
     ax.set(xlabel="corruption severity", ylabel="target accuracy (%)")
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small", frameon=False)
     ax.grid(alpha=0.3)
@@ -139,19 +140,23 @@ def robustness_plot(table: pd.DataFrame, severity: pd.DataFrame) -> Figure | str
     fit = logit_fit(table)
     if fit is None:
         return "needs mCA and at least two baseline runs with different clean accuracy"
-    runs = table.dropna(subset=["clean_acc", "mca"])
+    runs = table.dropna(subset=["clean_subset_acc", "mca"])
     figure = Figure(figsize=(8, 4.5), layout="constrained")
     ax = figure.add_subplot()
     colours = _colours(sorted(runs["method"].unique()))
     for method, group in runs.groupby("method"):
-        x, y = logit(group["clean_acc"]), logit(group["mca"])
+        x, y = logit(group["clean_subset_acc"]), logit(group["mca"])
         ax.scatter(x, y, color=colours[method], label=method, s=18)
-    x = np.linspace(logit(runs["clean_acc"].min()), logit(runs["clean_acc"].max()), 100)
+    x = np.linspace(
+        logit(runs["clean_subset_acc"].min()), logit(runs["clean_subset_acc"].max()), 100
+    )
     ax.plot(x, fit[0] * x + fit[1], color="black", linestyle="--", label="baseline fit")
-    for axis, values in ((ax.xaxis, runs["clean_acc"]), (ax.yaxis, runs["mca"])):
+    for axis, values in ((ax.xaxis, runs["clean_subset_acc"]), (ax.yaxis, runs["mca"])):
         ticks = [t for t in LOGIT_TICKS if values.min() - 0.05 <= t <= values.max() + 0.005]
         axis.set_ticks(logit(ticks), [f"{100 * t:g}" for t in ticks])
-    ax.set(xlabel="clean target accuracy (%, logit axis)", ylabel="mCA (%, logit axis)")
+    ax.set(
+        xlabel="clean accuracy on the robustness set (%, logit axis)", ylabel="mCA (%, logit axis)"
+    )
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small", frameon=False)
     ax.grid(alpha=0.3)
     return figure

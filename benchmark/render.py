@@ -7,6 +7,7 @@ and in escaping.
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Callable
 
@@ -118,8 +119,10 @@ def latex(
 def html_table(
     frame: pd.DataFrame, caption: str, left: int, bold: pd.DataFrame | None = None
 ) -> str:
-    """An HTML table (class "table"); the first `left` columns (names) are left-aligned."""
-    styler = frame.style.hide(axis="index").set_caption(caption)
+    """An HTML table (class "table"); the first `left` columns (names) are left-aligned.
+    Every text is escaped: names come from files (domains, methods, suites)."""
+    styler = frame.style.format(escape="html").format_index(escape="html", axis=1)
+    styler = styler.hide(axis="index").set_caption(html.escape(caption))
     styler = styler.set_properties(subset=list(frame.columns[:left]), **{"text-align": "left"})
     if bold is not None:
         css = bold.map(lambda b: BOLD_CSS if b else "")

@@ -30,6 +30,7 @@ from benchmark.render import (
     number,
     terminal,
 )
+from benchmark.selection import DEFAULT_RULE, RULES
 from benchmark.stats import (
     TIE_POINTS,
     WILCOXON_MIN_N,
@@ -37,7 +38,7 @@ from benchmark.stats import (
     paired_comparison,
     summarise,
 )
-from benchmark.tidy import CELL, SELECTION_RULES, records_table, severity_table
+from benchmark.tidy import CELL, cell_of, records_table, severity_table
 
 NOT_METRICS = ("seed", "teacher_floor")
 STYLE = """
@@ -77,7 +78,7 @@ def comparison_caption(reference: str, selection: str) -> str:
     return (
         f"Target accuracy minus {reference}'s, in points, per (pair, teacher, student, "
         f"protocol, seed) cell, paired over seeds and pairs; model selection: "
-        f"{SELECTION_RULES[selection]}. W/T/L: wins, ties (|difference| < {TIE_POINTS} "
+        f"{RULES[selection].caption}. W/T/L: wins, ties (|difference| < {TIE_POINTS} "
         f"points), losses. Test: two-sided Wilcoxon signed-rank where n ≥ {WILCOXON_MIN_N}, "
         "else paired t-test; none under 2 cells."
     )
@@ -85,12 +86,16 @@ def comparison_caption(reference: str, selection: str) -> str:
 
 def run_notes(table: pd.DataFrame, errors: list[dict[str, Any]]) -> list[str]:
     """Failed runs and teachers under their floor: what a reader must know to trust a row."""
-    notes = [
-        f"failed run {e.get('key')}: {e['spec']['method']['name']} "
-        f"{e['spec']['pair']['source']}→{e['spec']['pair']['target']} seed {e['spec']['seed']}: "
-        f"{e.get('error', '?')}"
-        for e in errors
-    ]
+    notes = []
+    for error in errors:
+        try:
+            cell = cell_of(error["spec"])
+            what = (
+                f"{cell['method']} {cell['pair']} [{cell['protocol']}] seed {error['spec']['seed']}"
+            )
+        except (KeyError, TypeError, ValueError):
+            what = "(its spec is unreadable)"
+        notes.append(f"failed run {error.get('key')}: {what}: {error['error']}")
     return notes + floor_warnings(table)
 
 
@@ -99,7 +104,7 @@ def write_report(
     out_dir: Path,
     command: str,
     rows: list[str] | None = None,
-    selection: str = "last",
+    selection: str = DEFAULT_RULE,
     reference: str = "kd",
     errors: list[dict[str, Any]] | None = None,
 ) -> tuple[Report, str]:
@@ -221,9 +226,9 @@ def terminal_text(report: Report, reference: str, out_dir: Path) -> str:
 
 
 def write_leaderboard(
-    records: list[RunRecord], out_dir: Path, command: str
+    records: list[RunRecord], out_dir: Path, command: str, selection: str = DEFAULT_RULE
 ) -> tuple[pd.DataFrame, str]:
     """The full report with default settings; returns (leaderboard as numbers, terminal
     text), as `xdkd run` expects."""
-    report, text = write_report(records, Path(out_dir), command)
+    report, text = write_report(records, Path(out_dir), command, selection=selection)
     return report.board.flat(), text

@@ -14,28 +14,21 @@ from collections import defaultdict
 
 from torch import nn
 
-from benchmark.corruptions import CORRUPTIONS, benchmark_names, corruption_names
-from benchmark.corruptions.registry import GROUPS
-from benchmark.data.tensors import DeviceSplit
+from benchmark.corruptions import CORRUPTIONS
+from benchmark.data.provider import Split
 from benchmark.errors import XdkdError
 from benchmark.evaluate import accuracy, corruption_accuracy
-from benchmark.registry import unknown_name_message
 
 
 def resolve_corruptions(entries: list[str]) -> list[str]:
-    """Group names and corruption names -> corruption names, in registry order, no repeats."""
-    names: list[str] = []
-    for entry in entries:
-        if entry == "benchmark":
-            names += benchmark_names()
-        elif entry in GROUPS:
-            names += corruption_names(entry)
-        elif entry in CORRUPTIONS:
-            names.append(entry)
-        else:
-            valid = ["benchmark", *GROUPS, *CORRUPTIONS.names()]
-            raise XdkdError(unknown_name_message("corruption or group", entry, valid))
-    return list(dict.fromkeys(names))
+    """Group and corruption names -> corruption names (`catalogue.resolve_corruptions`)."""
+    from benchmark.catalogue import live_corruptions
+    from benchmark.catalogue import resolve_corruptions as resolve
+
+    try:
+        return resolve(entries, live_corruptions())
+    except LookupError as error:
+        raise XdkdError(str(error)) from None
 
 
 def _mean(values: list[float]) -> float:
@@ -44,11 +37,13 @@ def _mean(values: list[float]) -> float:
 
 def robustness_summary(
     network: nn.Module,
-    clean: DeviceSplit,
-    corrupted: dict[tuple[str, int], DeviceSplit],
+    clean: Split,
+    corrupted: dict[tuple[str, int], Split],
     batch_size: int = 512,
 ) -> tuple[dict[str, object], dict[str, float]]:
-    """(the record's `robustness` block, flat metrics: mca and mca_shape where present)."""
+    """(the record's robustness block of one target, flat metrics: mca, mca_shape and the
+    clean accuracy of the robustness set, named as such: it is a stratified sample of the
+    target's test split, not the whole of it)."""
     cells = corruption_accuracy(network, corrupted, batch_size)
     by_corruption: dict[str, list[float]] = defaultdict(list)
     by_group: dict[str, list[float]] = defaultdict(list)
@@ -66,9 +61,12 @@ def robustness_summary(
         metrics["mca"] = _mean(counted)
     if shape:
         metrics["mca_shape"] = _mean(shape)
+    clean_subset = accuracy(network, clean, batch_size)
+    metrics["clean_subset_acc"] = clean_subset
     block = {
         "images": len(clean),
-        "clean_acc": accuracy(network, clean, batch_size),
+        "sample": "seeded class-stratified sample of the test split",
+        "clean_subset_acc": clean_subset,
         "cells": {f"{name}/{severity}": value for (name, severity), value in cells.items()},
         "per_corruption": {name: _mean(v) for name, v in by_corruption.items()},
         "per_group": {group: _mean(v) for group, v in by_group.items()},

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import zlib
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 def name_seed(name: str) -> int:
@@ -17,6 +19,8 @@ def derive_seed(seed: int, *names: str) -> int:
 
 
 def generator(seed: int, device: torch.device, *names: str) -> torch.Generator:
+    import torch
+
     gen = torch.Generator(device=device)
     gen.manual_seed(derive_seed(seed, *names))
     return gen

@@ -99,10 +99,10 @@ def logit_fit(table: pd.DataFrame) -> tuple[float, float] | None:
     family's runs (Taori et al. 2020); None without two baseline runs that differ."""
     if "mca" not in table:
         return None
-    base = table[table["family"] == "baseline"].dropna(subset=["clean_acc", "mca"])
-    if base["clean_acc"].nunique() < 2:
+    base = table[table["family"] == "baseline"].dropna(subset=["clean_subset_acc", "mca"])
+    if base["clean_subset_acc"].nunique() < 2:
         return None
-    slope, intercept = np.polyfit(logit(base["clean_acc"]), logit(base["mca"]), 1)
+    slope, intercept = np.polyfit(logit(base["clean_subset_acc"]), logit(base["mca"]), 1)
     return float(slope), float(intercept)
 
 
@@ -112,5 +112,5 @@ def effective_robustness(table: pd.DataFrame) -> pd.Series:
     fit = logit_fit(table)
     if fit is None:
         return pd.Series(np.nan, index=table.index)
-    predicted = 1 / (1 + np.exp(-(fit[0] * logit(table["clean_acc"]) + fit[1])))
+    predicted = 1 / (1 + np.exp(-(fit[0] * logit(table["clean_subset_acc"]) + fit[1])))
     return table["mca"] - predicted

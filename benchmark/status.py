@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmark.errors import XdkdError
-from benchmark.harness import run_label
 from benchmark.store import RunStore
 
 
@@ -37,7 +36,7 @@ def read_status(root: Path) -> Status:
     for directory in sorted(path for path in (root / "runs").iterdir() if path.is_dir()):
         key = directory.name
         label = _label(store, key)
-        if (directory / "record.json").is_file():
+        if store.record(key) is not None:
             status.done.append(label)
         elif store.is_running(key):
             status.running.append((label, _holder(store, key)))
@@ -53,21 +52,14 @@ def clear_failures(root: Path) -> int:
     """Move every failed run's and teacher's error.json aside (to error.previous.json), so
     that the next `xdkd run` runs them again; returns how many runs were cleared."""
     store = RunStore(root)
-    cleared = 0
-    for path in sorted(root.glob("runs/*/error.json")):
-        if not store.is_running(path.parent.name):
-            path.replace(path.with_name("error.previous.json"))
-            cleared += 1
-    for path in root.glob("teachers/*/error.json"):
-        path.replace(path.with_name("error.previous.json"))
+    cleared = sum(store.clear_error(key) for key in store.run_keys() if not store.is_running(key))
+    store.clear_teacher_errors()
     return cleared
 
 
 def _label(store: RunStore, key: str) -> str:
-    try:
-        return f"{key} {run_label(store.load_spec(key))}"
-    except (OSError, ValueError):
-        return key
+    spec = store.load_spec(key)
+    return key if spec is None else f"{key} {spec.label}"
 
 
 def _holder(store: RunStore, key: str) -> str:
@@ -80,11 +72,8 @@ def _holder(store: RunStore, key: str) -> str:
 
 def _teachers(root: Path) -> dict[str, int]:
     counts = {"trained": 0, "failed": 0}
-    for directory in (root / "teachers").glob("*"):
-        if (directory / "teacher.json").is_file():
-            counts["trained"] += 1
-        elif (directory / "error.json").is_file():
-            counts["failed"] += 1
+    for _, state in RunStore(root).teacher_keys():
+        counts[state] += 1
     return counts
 
 

@@ -1,8 +1,7 @@
 """Run records as one tidy table: a row per run, a column per metric, under a selection rule.
 
-Records are read as plain JSON rather than through `RunRecord`, so records written by older
-code (fewer metrics, fewer spec fields, no robustness) still make a table: reporting must
-never be the reason an old result can no longer be read.
+Records are read through the store, so a damaged one is set aside with a note instead of
+being trusted, and one of an older format is refused with a line saying what to do.
 """
 
 from __future__ import annotations
@@ -17,25 +16,18 @@ import pandas as pd
 
 from benchmark.config import RunRecord
 from benchmark.errors import XdkdError
-from benchmark.methods import METHODS
-from benchmark.metrics import corruption_errors, mean_corruption_accuracy
+from benchmark.metrics import METRICS, corruption_errors, mean_corruption_accuracy, metric
+from benchmark.selection import RULES
 
-# A rule that looked at target labels would be named "oracle", and only that; none is offered.
-SELECTION_RULES = {
-    "last": "last epoch (no model selection)",
-    "source-val": "training-domain validation (source-validation accuracy)",
-}
 # The in-suite robustness reference: this method, same student, pair and seed.
 ROBUSTNESS_REFERENCE = "source_only"
 CELL = ["pair", "teacher", "student", "method", "protocol"]
-# The metrics a selection rule chooses an epoch for; cost and robustness are the last epoch's.
-CLEAN_METRICS = ("target_acc", "target_ece", "target_nll", "source_acc", "heldout_mean_acc")
 
 
-def is_reference(method: str) -> bool:
-    """The teacher and the target-label oracle are references: shown, never ranked."""
-    cls = METHODS.get(method) if method in METHODS else None
-    return cls is not None and (not cls.trains_student or cls.needs_target_labels)
+def method_card(method: str):
+    from benchmark.catalogue import catalogue
+
+    return catalogue().methods.get(method)
 
 
 def config_hash(spec: dict[str, Any]) -> str:
@@ -47,100 +39,104 @@ def config_hash(spec: dict[str, Any]) -> str:
 
 def cell_of(spec: dict[str, Any]) -> dict[str, str]:
     """The (pair, teacher, student, method, protocol) a run belongs to; its seeds repeat it."""
+    from benchmark.config import RunSpec
+
+    parsed = RunSpec.model_validate(spec)
     return {
-        "pair": f"{spec['pair']['source']}→{spec['pair']['target']}",
-        "teacher": spec["teacher"]["name"],
-        "student": spec["student"]["name"],
-        "method": spec["method"]["name"],
-        "protocol": spec["protocol"],
+        "pair": parsed.setting.label,
+        "teacher": parsed.teacher.name,
+        "student": parsed.student.name,
+        "method": parsed.method.row,
+        "protocol": parsed.setting.protocol.label,
     }
 
 
-def as_dicts(records: list[RunRecord] | list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r.model_dump(mode="json") if isinstance(r, RunRecord) else r for r in records]
+def load_runs(runs_dir: Path) -> tuple[list[RunRecord], list[dict[str, Any]]]:
+    """Every record and failure under `runs_dir`, at any depth, so `runs/`, `runs/SUITE` and
+    `runs/SUITE/runs` all work; damaged files are set aside (with a note) and left out."""
+    from benchmark.store import ERROR, RECORD, _failure, parse_record, read_json
 
-
-def load_runs(runs_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Every record.json and error.json under `runs_dir`, at any depth, so `runs/`,
-    `runs/SUITE` and `runs/SUITE/runs` all work."""
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
-        raise XdkdError(f"runs directory '{runs_dir}' not found; xdkd run writes runs/SUITE")
-
-    def read(name: str) -> list[dict[str, Any]]:
-        found = []
-        for path in sorted(runs_dir.rglob(name)):
-            try:
-                found.append(json.loads(path.read_text()))
-            except json.JSONDecodeError as error:
-                raise XdkdError(f"{path}: not valid JSON ({error}); delete it to rerun") from None
-        return found
-
-    # the same run can sit in two stores under runs_dir (its key ignores the suite): once
-    records = list({r["key"]: r for r in read("record.json")}.values())
-    recorded = {r["key"] for r in records}
-    return records, [e for e in read("error.json") if e.get("key") not in recorded]
+        what = "is a file, not a directory" if runs_dir.exists() else "not found"
+        raise XdkdError(f"runs directory '{runs_dir}' {what}; xdkd run writes runs/SUITE")
+    records: dict[str, RunRecord] = {}
+    for path in sorted(runs_dir.rglob(RECORD)):
+        record = read_json(path, lambda data, path=path: parse_record(data, path))
+        if record is not None:  # the same run in two stores under runs_dir: once
+            records.setdefault(record.key, record)
+    errors = [read_json(path, _failure) for path in sorted(runs_dir.rglob(ERROR))]
+    errors = [e for e in errors if e is not None and e.get("key") not in records]
+    return list(records.values()), errors
 
 
-def _cells(robustness: dict[str, Any]) -> dict[tuple[str, int], float]:
-    """`{"gaussian_noise/1": acc}` as `{("gaussian_noise", 1): acc}`, only the corruptions
-    that count in mCA/mCE (the 15 of ImageNet-C; unknown names are kept)."""
-    from benchmark.corruptions import CORRUPTIONS
+def _cells(robustness: dict[str, Any]) -> dict[str, tuple[float, dict[tuple[str, int], float]]]:
+    """Per scored item: (clean-subset accuracy, {(corruption, severity): accuracy}) over the
+    corruptions that count in mCA/mCE (the 15 of ImageNet-C)."""
+    from benchmark.catalogue import catalogue
 
-    cells = {}
-    for name, value in (robustness.get("cells") or {}).items():
-        corruption, _, severity = name.rpartition("/")
-        if corruption not in CORRUPTIONS or CORRUPTIONS.get(corruption).counted:
-            cells[(corruption, int(severity))] = float(value)
-    return cells
+    known = catalogue().corruptions
+    out = {}
+    for item, block in (robustness.get("items") or {}).items():
+        cells = {}
+        for name, value in (block.get("cells") or {}).items():
+            corruption, _, severity = name.rpartition("/")
+            if corruption not in known or known[corruption].counted:
+                cells[(corruption, int(severity))] = float(value)
+        if cells:
+            out[item] = (float(block["clean_subset_acc"]), cells)
+    return out
 
 
-def _selected_metrics(record: dict[str, Any], selection: str) -> dict[str, float]:
-    """The record's metrics with the selected epoch's clean metrics laid over them; a record
-    without a selected epoch has no clean numbers under `source-val`, not last-epoch ones."""
-    metrics = dict(record["metrics"])
-    if selection == "last":
+def _selected_metrics(record: RunRecord, selection: str) -> dict[str, float]:
+    """The record's metrics with the chosen epoch's clean metrics laid over them; a record
+    the rule chose no epoch for has no clean numbers under it, not last-epoch ones."""
+    metrics = dict(record.metrics)
+    card = method_card(record.spec.method.name)
+    if selection == "last" or (card is not None and not card.trains_student):
         return metrics
-    overlay = {key: math.nan for key in CLEAN_METRICS} | (record.get("selected") or {})
-    if metrics.get("teacher_target_acc"):
-        overlay["knowledge_recovery"] = overlay["target_acc"] / metrics["teacher_target_acc"]
+    chosen = record.selected.get(selection)
+    selectable = [k for k in metrics if k.partition("/")[0] in METRICS and metric(k).selection]
+    overlay = {key: math.nan for key in selectable} | (chosen or {})
+    overlay.pop("epoch", None)
     return metrics | overlay
 
 
-def _row(record: dict[str, Any], selection: str) -> dict[str, Any]:
-    spec = record["spec"]
-    method = spec["method"]["name"]
-    robustness = record.get("robustness") or {}
-    cells = _cells(robustness)
+def _row(record: RunRecord, selection: str) -> dict[str, Any]:
+    spec = record.spec
+    card = method_card(spec.method.name)
+    teachers = record.teachers
+    cells = _cells(record.robustness)
     metrics = _selected_metrics(record, selection)
-    if "mca" not in metrics and cells:
-        metrics["mca"] = mean_corruption_accuracy(cells)
-    teacher = record.get("teacher") or {}
+    if cells:
+        metrics.setdefault("mca", _mean(mean_corruption_accuracy(c) for _, c in cells.values()))
+        metrics.setdefault("clean_subset_acc", _mean(clean for clean, _ in cells.values()))
     return {
-        "suite": spec.get("suite", ""),
-        "key": record["key"],
-        "config": config_hash(spec),
-        **cell_of(spec),
-        "source": spec["pair"]["source"],
-        "target": spec["pair"]["target"],
-        "family": METHODS.get(method).family if method in METHODS else "unknown",
-        "reference": is_reference(method),
-        "seed": spec["seed"],
+        "suite": spec.suite,
+        "key": record.key,
+        "config": config_hash(spec.model_dump(mode="json")),
+        **cell_of(spec.model_dump(mode="json")),
+        "source": "+".join(spec.setting.sources),
+        "target": "+".join(spec.setting.targets),
+        "family": card.family if card else "unknown",
+        "reference": bool(card and card.reference),
+        "seed": spec.seed,
         **metrics,
-        "clean_acc": robustness.get("clean_acc", record["metrics"].get("target_acc")),
-        "teacher_source_acc": teacher.get("source_accuracy", math.nan),
-        "teacher_below_floor": bool(teacher.get("below_floor", False)),
-        "teacher_floor": teacher.get("floor", math.nan),
-        "wall_time_s": record.get("wall_time_s", math.nan),
-        "device": record.get("device", ""),
-        "code": (record.get("provenance") or {}).get("code", ""),
+        "selected_epoch": (record.selected.get(selection) or {}).get("epoch", math.nan),
+        "teacher_source_acc": min((t["source_accuracy"] for t in teachers), default=math.nan),
+        "teacher_below_floor": any(t["below_floor"] for t in teachers),
+        "teacher_floor": teachers[0]["floor"] if teachers else math.nan,
+        "wall_time_s": record.wall_time_s,
+        "device": record.device,
+        "code": record.provenance.get("code", ""),
         "cells": cells,
     }
 
 
 def _with_corruption_errors(table: pd.DataFrame) -> pd.DataFrame:
     """mCE and relative mCE (%) against the in-suite reference run: `source_only` with the
-    same student on the same pair and seed (preferring the same protocol and teacher)."""
+    same student on the same pair and seed (preferring the same protocol and teacher), item
+    by item, averaged over a run's items."""
     refs = table[(table["method"] == ROBUSTNESS_REFERENCE) & table["cells"].map(bool)]
     mce, rel = [], []
     for row in table.itertuples():
@@ -156,11 +152,18 @@ def _with_corruption_errors(table: pd.DataFrame) -> pd.DataFrame:
         score = (candidates["protocol"] == row.protocol) * 2 + (
             candidates["teacher"] == row.teacher
         )
-        ref = candidates.loc[score.idxmax()]
-        common = {cell: acc for cell, acc in row.cells.items() if cell in ref["cells"]}
-        errors = corruption_errors(common, row.clean_acc, ref["cells"], ref["clean_acc"])
-        mce.append(100 * _mean(e["ce"] for e in errors.values()))
-        rel.append(100 * _mean(e["relative_ce"] for e in errors.values()))
+        reference = candidates.loc[score.idxmax()]["cells"]
+        per_item_ce, per_item_rel = [], []
+        for item, (clean, cells) in row.cells.items():
+            if item not in reference:
+                continue
+            ref_clean, ref_cells = reference[item]
+            common = {cell: acc for cell, acc in cells.items() if cell in ref_cells}
+            errors = corruption_errors(common, clean, ref_cells, ref_clean)
+            per_item_ce.append(_mean(e["ce"] for e in errors.values()))
+            per_item_rel.append(_mean(e["relative_ce"] for e in errors.values()))
+        mce.append(100 * _mean(per_item_ce))
+        rel.append(100 * _mean(per_item_rel))
     return table.assign(mce=mce, relative_mce=rel)
 
 
@@ -169,33 +172,32 @@ def _mean(values: Any) -> float:
     return sum(values) / len(values) if values else math.nan
 
 
-def records_table(
-    records: list[RunRecord] | list[dict[str, Any]], selection: str = "last"
-) -> pd.DataFrame:
+def records_table(records: list[RunRecord], selection: str = "source-val") -> pd.DataFrame:
     """One row per run, every metric a column; accuracies stay fractions 0..1, mCE and
     relative mCE are percentages (100 = as robust as the reference)."""
-    if selection not in SELECTION_RULES:
-        raise XdkdError(f"unknown selection '{selection}'; choose {', '.join(SELECTION_RULES)}")
-    rows = [_row(record, selection) for record in as_dicts(records)]
-    if not rows:
+    if selection not in RULES:
+        raise XdkdError(f"unknown selection '{selection}'; choose {', '.join(RULES)}")
+    if not records:
         raise XdkdError("no run records found; run a suite first (xdkd run SUITE)")
+    rows = [_row(record, selection) for record in records]
     table = _with_corruption_errors(pd.DataFrame(rows))
     return table.drop(columns="cells")
 
 
-def severity_table(records: list[RunRecord] | list[dict[str, Any]]) -> pd.DataFrame:
-    """Long table for severity curves: one row per (run, severity), severity 0 = clean,
-    accuracy the mean over the counted corruptions at that severity."""
+def severity_table(records: list[RunRecord]) -> pd.DataFrame:
+    """Long table for severity curves: one row per (run, severity), severity 0 = the clean
+    robustness set, accuracy the mean over the counted corruptions (and items)."""
     rows = []
-    for record in as_dicts(records):
-        robustness = record.get("robustness") or {}
-        cells = _cells(robustness)
-        spec = record["spec"]
-        base = {"method": spec["method"]["name"], "seed": spec["seed"], "key": record["key"]}
-        if cells:
-            clean = robustness.get("clean_acc", record["metrics"].get("target_acc"))
-            rows.append({**base, "severity": 0, "acc": clean})
-        for severity in sorted({s for _, s in cells}):
-            values = [acc for (_, s), acc in cells.items() if s == severity]
+    for record in records:
+        base = {"method": record.spec.method.row, "seed": record.spec.seed, "key": record.key}
+        items = _cells(record.robustness)
+        if not items:
+            continue
+        rows.append({**base, "severity": 0, "acc": _mean(clean for clean, _ in items.values())})
+        severities = sorted({s for _, cells in items.values() for _, s in cells})
+        for severity in severities:
+            values = [
+                acc for _, cells in items.values() for (_, s), acc in cells.items() if s == severity
+            ]
             rows.append({**base, "severity": severity, "acc": sum(values) / len(values)})
     return pd.DataFrame(rows, columns=["method", "seed", "key", "severity", "acc"])

@@ -1,38 +1,43 @@
-"""One run's training: the teacher on its source, the student with a method.
+"""The training loop: it sums a method's named loss terms and knows nothing of any method.
 
-The loop sums a method's named loss terms and knows nothing of any method.
+Per step it draws one minibatch per domain (`Batch`), asks the method for its loss terms and
+takes an optimizer step. Loss values stay on the device; every `LOG_EVERY` steps they are
+read once, checked for NaN and shown. After each epoch it measures the selection curves
+(source and target validation accuracy, target prediction entropy), keeps the weights of the
+epoch each selection rule currently chooses, and writes a checkpoint (network, method,
+optimizer, scheduler, every stream's position and every generator's state), so a killed run
+resumes at its last epoch and reaches exactly the numbers it would have reached
+uninterrupted. A run whose loss rose while it ended at chance accuracy has diverged, even
+without a NaN, and fails with the reason.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from benchmark.config import Recipe, RunSpec, TeacherSpec
-from benchmark.data.domains import domain_info
-from benchmark.data.provider import SplitProvider
-from benchmark.data.tensors import DeviceSplit, batches
+from benchmark.config import Recipe
+from benchmark.data.setting import Part
+from benchmark.data.tensors import Stream, normalize
 from benchmark.errors import XdkdError
-from benchmark.evaluate import accuracy
-from benchmark.methods.base import Batch, Method
-from benchmark.methods.source_only import SourceOnly
-from benchmark.models import create_backbone
-from benchmark.seeding import derive_seed, generator
+from benchmark.evaluate import predict
+from benchmark.methods.base import Batch, DomainBatch, Method
+from benchmark.selection import RULES
+from benchmark.teachers import Teachers
+
+LOG_EVERY = 20  # steps between reads of the loss values (each read is a host sync)
+CHANCE_MARGIN = 1.5  # accuracy under CHANCE_MARGIN / classes counts as chance
+DIVERGED_NLL = 10.0  # validation NLL above this many times log(classes) is divergence
 
 
 class DivergedError(XdkdError):
-    """A loss term became NaN or infinite."""
-
-
-@dataclass
-class TrainData:
-    source: DeviceSplit
-    target: DeviceSplit | None  # None under zero_shot
-    target_labelled: bool
+    """Training diverged: a loss became NaN or infinite, or rose while accuracy fell to chance."""
 
 
 def make_optimizer(
@@ -55,154 +60,294 @@ def make_optimizer(
     return optimizer, scheduler
 
 
-def steps_per_epoch(data: TrainData, batch_size: int) -> int:
-    return max(1, len(data.source) // min(batch_size, len(data.source)))
+@dataclass
+class TrainData:
+    """What training draws from: labelled sources, unlabelled targets, labelled target
+    images (each one stream per domain), and the validation parts the curves are measured on."""
+
+    sources: list[Part]
+    targets: list[Part] = field(default_factory=list)
+    labelled: list[Part] = field(default_factory=list)
+    source_val: list[Part] = field(default_factory=list)
+    target_val: list[Part] = field(default_factory=list)
+    num_classes: int = 10
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        """One epoch sees as many source images as the sources hold."""
+        total = sum(len(p.split) for p in self.sources)
+        per_step = sum(min(batch_size, len(p.split)) for p in self.sources)
+        return max(1, total // per_step)
+
+
+class Checkpointer:
+    """Where a run's checkpoint lives; the store implements it (`RunStore.checkpointer`)."""
+
+    def load(self) -> dict[str, Any] | None:
+        return None
+
+    def save(self, state: dict[str, Any]) -> None:
+        pass
 
 
 @dataclass
 class FitResult:
-    """The last step's loss terms and, when a validation split was given, the state of the
-    epoch with the best source-validation accuracy (the training-domain validation rule)."""
+    """Per-epoch curves, the epoch each selection rule chose, the weights of those epochs
+    (the last one always), and how training went."""
 
-    terms: dict[str, float]
-    validation_accuracy: list[float] = field(default_factory=list)
-    best_epoch: int | None = None
-    best_state: dict[str, torch.Tensor] | None = None
+    curves: dict[str, list[float]]
+    selections: dict[str, int]
+    states: dict[int, dict[str, torch.Tensor]]
+    steps: int
+    resumed_epochs: int
+    train_seconds: float
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else math.nan
+
+
+@torch.no_grad()
+def validation_curves(network: nn.Module, data: TrainData) -> dict[str, float]:
+    """Means over the validation parts there are: source accuracy and NLL, target accuracy
+    and mean prediction entropy."""
+    values: dict[str, list[float]] = {}
+    for kind, parts in (("source", data.source_val), ("target", data.target_val)):
+        for part in parts:
+            logits, labels = predict(network, part.split)
+            values.setdefault(f"{kind}_val_acc", []).append(
+                float((logits.argmax(1) == labels).float().mean())
+            )
+            if kind == "source":
+                nll = float(nn.functional.cross_entropy(logits, labels))
+                values.setdefault("source_val_nll", []).append(nll)
+            else:
+                entropy = float(torch.special.entr(logits.softmax(1)).sum(1).mean())
+                values.setdefault("target_val_entropy", []).append(entropy)
+    return {name: _mean(v) for name, v in values.items()}
+
+
+def divergence(
+    losses: torch.Tensor, accuracy: float, nll: float, num_classes: int, label: str, lr: float
+) -> str | None:
+    """Why a finished training counts as diverged, or None: it ended at chance accuracy and
+    its loss rose from the first tenth of the steps to the last, or its NLL exploded."""
+    if not accuracy < CHANCE_MARGIN / num_classes:
+        return None
+    window = max(1, len(losses) // 10)
+    first, last = float(losses[:window].mean()), float(losses[-window:].mean())
+    exploded = nll > DIVERGED_NLL * math.log(num_classes)
+    if last <= first and not exploded:
+        return None
+    return (
+        f"{label}: training diverged: its loss went from {first:.4g} (first steps) to "
+        f"{last:.4g} (last steps), validation NLL {nll:.4g}, and it ended at chance accuracy "
+        f"({100 * accuracy:.1f}% for {num_classes} classes); lower the learning rate "
+        f"(recipe lr={lr})"
+    )
+
+
+class Batches:
+    """One stream per domain over a shared generator; `next(progress)` is a step's Batch."""
+
+    def __init__(
+        self, data: TrainData, batch_size: int, generator: torch.Generator, augment: bool
+    ) -> None:
+        self.generator = generator
+
+        def streams(parts: list[Part]) -> list[tuple[str, Stream]]:
+            return [(p.name, Stream(p.split, batch_size, generator, augment)) for p in parts]
+
+        self.sources, self.targets = streams(data.sources), streams(data.targets)
+        self.labelled = streams(data.labelled)
+
+    @property
+    def all(self) -> list[Stream]:
+        return [s for _, s in [*self.sources, *self.targets, *self.labelled]]
+
+    def next(self, progress: float) -> Batch:
+        def draw(streams: list[tuple[str, Stream]], labelled: bool) -> list[DomainBatch]:
+            out = []
+            for name, stream in streams:
+                images, labels = next(stream)
+                out.append(DomainBatch(name, images, labels if labelled else None))
+            return out
+
+        return Batch(
+            draw(self.sources, True), draw(self.targets, False), draw(self.labelled, True), progress
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "streams": [s.state_dict() for s in self.all],
+            "generator": self.generator.get_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for stream, saved in zip(self.all, state["streams"], strict=True):
+            stream.load_state_dict(saved)
+        self.generator.set_state(state["generator"])
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state:
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _copy(network: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in network.state_dict().items()}
 
 
 def fit(
-    student: nn.Module,
-    teacher: nn.Module | None,
+    network: nn.Module,
+    teachers: Teachers | None,
     method: Method,
     data: TrainData,
     recipe: Recipe,
     generator: torch.Generator,
     label: str,
-    validation: DeviceSplit | None = None,
+    checkpoint: Checkpointer | None = None,
+    select: bool = True,
     progress: bool = True,
 ) -> FitResult:
-    """Train `student` with `method` for `recipe.epochs`, validating after every epoch."""
-    epoch_steps = steps_per_epoch(data, recipe.batch_size)
+    """Train `network` with `method` for `recipe.epochs`, resuming from `checkpoint` when it
+    holds one. `select`: measure the selection curves after every epoch and keep the chosen
+    epochs' weights (students); otherwise only the last weights (teachers)."""
+    checkpoint = checkpoint or Checkpointer()
+    epoch_steps = data.steps_per_epoch(recipe.batch_size)
     total_steps = recipe.epochs * epoch_steps
-    source = batches(data.source, recipe.batch_size, generator, recipe.augment)
-    target = (
-        batches(data.target, recipe.batch_size, generator, recipe.augment) if data.target else None
-    )
-
-    def next_batch(step: int) -> Batch:
-        source_images, source_labels = next(source)
-        target_images, target_labels = next(target) if target else (None, None)
-        return Batch(
-            source_images,
-            source_labels,
-            target_images,
-            target_labels if data.target_labelled else None,
-            progress=step / total_steps,
-        )
-
-    student.train()
-    method.setup(student, teacher, next_batch(0))
+    batches = Batches(data, recipe.batch_size, generator, recipe.augment)
+    network.train()
+    method.label_smoothing = recipe.label_smoothing
+    method.setup(network, teachers, batches.next(0.0))
     method.train()
-    params = [p for p in [*student.parameters(), *method.parameters()] if p.requires_grad]
+    params = [p for p in [*network.parameters(), *method.parameters()] if p.requires_grad]
     optimizer, scheduler = make_optimizer(params, recipe, total_steps)
-    terms: dict[str, float] = {}
-    result = FitResult(terms)
+    curves: dict[str, list[float]] = {}
+    kept: dict[int, dict[str, torch.Tensor]] = {}
+    losses = torch.zeros(total_steps, device=batches.generator.device)
+    done, elapsed = 0, 0.0
+    saved = checkpoint.load()
+    if saved is not None:
+        network.load_state_dict(saved["network"])
+        method.load_state_dict(saved["method"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        batches.load_state_dict(saved["batches"])
+        _set_rng_state(saved["rng"])
+        curves, kept, done = saved["curves"], saved["kept"], saved["epoch"]
+        losses[: done * epoch_steps] = saved["losses"].to(losses.device)
+        elapsed = saved["elapsed_s"]
+    resumed = done
+    started = time.perf_counter() - elapsed
     bar = tqdm(
-        range(total_steps),
+        total=total_steps,
+        initial=done * epoch_steps,
         desc=label,
         leave=False,
         unit="step",
         mininterval=1.0,
         disable=not progress,
     )
-    for step in bar:
-        losses = method.losses(student, teacher, next_batch(step))
-        total = sum(losses.values())
-        terms = {name: float(value.detach()) for name, value in losses.items()}
-        bad = [name for name, value in terms.items() if not math.isfinite(value)]
-        if bad:
+    for epoch in range(done, recipe.epochs):
+        for step in range(epoch * epoch_steps, (epoch + 1) * epoch_steps):
+            terms = method.losses(network, teachers, batches.next(step / total_steps))
+            total = sum(terms.values())
+            losses[step] = total.detach()
+            if step % LOG_EVERY == 0:
+                _check_and_show(terms, step, total_steps, label, recipe.lr, bar)
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            optimizer.step()
+            scheduler.step()
+            bar.update(1)
+        epoch_losses = losses[epoch * epoch_steps : (epoch + 1) * epoch_steps]
+        if not bool(torch.isfinite(epoch_losses).all()):
             raise DivergedError(
-                f"{label}: loss '{bad[0]}' became {terms[bad[0]]} at step {step} of "
-                f"{total_steps}; lower the learning rate (recipe lr={recipe.lr})"
+                f"{label}: the loss became NaN or infinite in epoch {epoch + 1}; lower the "
+                f"learning rate (recipe lr={recipe.lr})"
             )
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        optimizer.step()
-        scheduler.step()
-        if step % 20 == 0:
-            bar.set_postfix({name: f"{value:.3f}" for name, value in terms.items()})
-        if validation is not None and (step + 1) % epoch_steps == 0:
-            score = accuracy(student, validation)
-            if not result.validation_accuracy or score > max(result.validation_accuracy):
-                result.best_epoch = len(result.validation_accuracy)
-                result.best_state = {k: v.detach().clone() for k, v in student.state_dict().items()}
-            result.validation_accuracy.append(score)
-    student.eval()
-    result.terms = terms
-    return result
-
-
-def freeze(model: nn.Module) -> nn.Module:
-    """A teacher is never updated: eval mode (BatchNorm statistics fixed), no gradients."""
-    model.eval()
-    for param in model.parameters():
-        param.requires_grad_(False)
-    return model
-
-
-def train_teacher(
-    spec: TeacherSpec, splits: SplitProvider, device: torch.device, progress: bool = True
-) -> tuple[nn.Module, FitResult]:
-    """A fresh teacher trained on its source's train split (last epoch kept)."""
-    torch.manual_seed(derive_seed(spec.seed, "teacher-init", spec.backbone.name))
-    model = create_backbone(spec.backbone, domain_info(spec.source).num_classes).to(device)
-    source = splits.split(spec.source, "train", spec.image_size, spec.source_validation)
-    result = fit(
-        model,
-        None,
-        SourceOnly("source_only"),
-        TrainData(source, None, False),
-        spec.recipe,
-        generator(spec.seed, device, "teacher", spec.source, spec.backbone.name),
-        label=f"teacher {spec.backbone.name} on {spec.source}",
-        progress=progress,
+        _append(curves, "epoch", epoch + 1)
+        _append(curves, "loss", float(epoch_losses.mean()))
+        if select:
+            for name, value in validation_curves(network, data).items():
+                _append(curves, name, value)
+            wanted = {rule.choose(curves) for rule in RULES.values()} - {None}
+            kept = {e: s for e, s in kept.items() if e in wanted}
+            if epoch + 1 in wanted:
+                kept[epoch + 1] = _copy(network)
+        network.train()
+        checkpoint.save(
+            {
+                "epoch": epoch + 1,
+                "network": network.state_dict(),
+                "method": method.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "batches": batches.state_dict(),
+                "rng": _rng_state(),
+                "curves": curves,
+                "kept": kept,
+                "losses": losses[: (epoch + 1) * epoch_steps].cpu(),
+                "elapsed_s": time.perf_counter() - started,
+            }
+        )
+    bar.close()
+    network.eval()
+    _check_divergence(network, data, losses, label, recipe)
+    kept[recipe.epochs] = _copy(network)
+    selections = {name: rule.choose(curves) for name, rule in RULES.items()} if select else {}
+    return FitResult(
+        curves=curves,
+        selections={k: v for k, v in selections.items() if v is not None},
+        states=kept,
+        steps=total_steps,
+        resumed_epochs=resumed,
+        train_seconds=time.perf_counter() - started,
     )
-    return model, result
 
 
-def train_student(
-    spec: RunSpec,
-    teacher: nn.Module | None,
-    method: Method,
-    splits: SplitProvider,
-    device: torch.device,
-    progress: bool = True,
-) -> tuple[nn.Module, FitResult]:
-    """A fresh student trained with `method`; target images and labels as the protocol
-    grants them; validated on the held-out source validation split after every epoch."""
-    size, holdout = spec.image_size, spec.source_validation
-    torch.manual_seed(derive_seed(spec.seed, "student-init", spec.student.name))
-    student = create_backbone(spec.student, domain_info(spec.pair.target).num_classes)
-    student = student.to(device)
-    target = None
-    if spec.protocol != "zero_shot":
-        target = splits.split(spec.pair.target, "train", size)
-    data = TrainData(
-        splits.split(spec.pair.source, "train", size, holdout),
-        target,
-        target_labelled=spec.protocol == "labelled_target" or method.needs_target_labels,
-    )
-    validation = splits.split(spec.pair.source, "val", size, holdout) if holdout else None
-    torch.manual_seed(derive_seed(spec.seed, "student-train", spec.key))
-    result = fit(
-        student,
-        teacher,
-        method,
-        data,
-        spec.student_recipe,
-        generator(spec.seed, device, "student", spec.key),
-        label=f"{spec.method.name} {spec.student.name} {spec.pair.label}",
-        validation=validation,
-        progress=progress,
-    )
-    return student, result
+def _append(curves: dict[str, list[float]], name: str, value: float) -> None:
+    curves.setdefault(name, []).append(value)
+
+
+def _check_and_show(
+    terms: dict[str, torch.Tensor], step: int, total: int, label: str, lr: float, bar: tqdm
+) -> None:
+    """One host sync: read every term, fail on NaN or infinity, show them on the bar."""
+    read = torch.stack([t.detach().float() for t in terms.values()]).tolist()
+    values = dict(zip(terms, read, strict=True))
+    bad = [name for name, value in values.items() if not math.isfinite(value)]
+    if bad:
+        raise DivergedError(
+            f"{label}: loss '{bad[0]}' became {values[bad[0]]} at step {step} of {total}; "
+            f"lower the learning rate (recipe lr={lr})"
+        )
+    bar.set_postfix({name: f"{value:.3f}" for name, value in values.items()}, refresh=False)
+
+
+def _check_divergence(
+    network: nn.Module, data: TrainData, losses: torch.Tensor, label: str, recipe: Recipe
+) -> None:
+    """The divergence rule on the trained network, on source validation images (or, without
+    them, on one source training batch)."""
+    if data.source_val:
+        measured = validation_curves(network, TrainData(sources=[], source_val=data.source_val))
+        accuracy, nll = measured["source_val_acc"], measured["source_val_nll"]
+    else:
+        part = data.sources[0].split
+        images, labels = next(iter(part.in_order(min(512, len(part)))))
+        with torch.no_grad():
+            logits = network(normalize(images)).float()
+        accuracy = float((logits.argmax(1) == labels).float().mean())
+        nll = float(nn.functional.cross_entropy(logits, labels))
+    reason = divergence(losses.cpu(), accuracy, nll, data.num_classes, label, recipe.lr)
+    if reason:
+        raise DivergedError(reason)

@@ -7,28 +7,13 @@ import math
 from pathlib import Path
 
 import pytest
+from handmade import make_record, make_spec
 
 from benchmark.cli import main
-from benchmark.config import Pair, Recipe, RunRecord, RunSpec, Suite
-from benchmark.harness import expand
 from benchmark.stats import change_and_se
 from benchmark.store import RunStore
 
 BASE = {"kd": [0.70, 0.72, 0.74], "dkd": [0.75, 0.76, 0.77]}
-
-
-def make_spec(method: str, seed: int, epochs: int = 8) -> RunSpec:
-    suite = Suite(
-        name="check",
-        pairs=[Pair(source="mnist", target="mnistm")],
-        teachers=["resnet18"],
-        students=["lenet"],
-        methods=[method],
-        seeds=[seed],
-        student_recipe=Recipe(epochs=epochs),
-    )
-    (spec,) = expand(suite)
-    return spec
 
 
 def write_runs(root: Path, accs: dict[str, list[float]], ece: float = 0.05, epochs: int = 8):
@@ -36,20 +21,9 @@ def write_runs(root: Path, accs: dict[str, list[float]], ece: float = 0.05, epoc
     store = RunStore(root)
     for method, values in accs.items():
         for seed, acc in enumerate(values):
-            spec = make_spec(method, seed, epochs)
+            spec = make_spec(method, seed, epochs=epochs)
             metrics = {"target_acc": acc, "heldout_mean_acc": acc - 0.1, "target_ece": ece}
-            store.write_record(
-                RunRecord(
-                    key=spec.key,
-                    spec=spec,
-                    metrics=metrics,
-                    teacher={"source_accuracy": 0.95, "below_floor": False, "floor": 0.7},
-                    per_domain={},
-                    wall_time_s=1.0,
-                    device="cpu",
-                    provenance={"code": "test"},
-                )
-            )
+            store.write_record(make_record(spec, metrics))
     return store
 
 
@@ -86,7 +60,7 @@ def outcomes(result: dict, metric: str = "target_acc") -> dict[str, str]:
 
 def test_update_baseline_round_trip(tmp_path: Path, baseline: Path, capsys) -> None:
     stored = json.loads(baseline.read_text())
-    assert stored["format"] == "xdkd-baseline/1" and stored["selection"] == "last"
+    assert stored["format"] == "xdkd-baseline/2" and stored["selection"] == "source-val"
     kd = next(c for c in stored["cells"] if c["method"] == "kd")
     assert kd["pair"] == "mnist→mnistm" and len(kd["config"]) == 16
     assert kd["seeds"]["1"]["target_acc"] == 0.72

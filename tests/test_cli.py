@@ -21,7 +21,7 @@ def test_run_prints_a_leaderboard_and_writes_it(tiny_suite, tmp_path, capsys):
     assert code == 0
     assert "mnist→mnistm" in out and "source_only" in out and "teacher" in out
     board = (results / "leaderboard.md").read_text()
-    assert "| kd " in board and "Model selection: last epoch" in board
+    assert "| kd " in board and "Model selection: training-domain validation" in board
     assert (results / "leaderboard.csv").is_file() and (results / "records.csv").is_file()
 
 

@@ -190,29 +190,34 @@ def counted_generation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list:
 
 def test_cache_is_reused_and_rebuilt(counted_generation: list) -> None:
     images, names = synthetic(4), ["gaussian_noise", "rotate"]
-    first = cache.load_corrupted("toy", "test", images, names)
+    indices = np.arange(4)
+    first = cache.load_corrupted("toy", "test", images, indices, names)
     assert sorted(first) == [("gaussian_noise", s) for s in range(1, 6)] + [("rotate", 1)]
     assert len(counted_generation) == 6
-    again = cache.load_corrupted("toy", "test", images, names)
+    again = cache.load_corrupted("toy", "test", images, indices, names)
     assert len(counted_generation) == 6, "a verified cache was regenerated"
     assert all(np.array_equal(first[cell], again[cell]) for cell in first)
     damaged = cache.corrupted_path("toy", "test", 32) / "gaussian_noise-3.npy"
     data = bytearray(damaged.read_bytes())
     data[-1] ^= 0xFF
     damaged.write_bytes(bytes(data))
-    rebuilt = cache.load_corrupted("toy", "test", images, names)
+    rebuilt = cache.load_corrupted("toy", "test", images, indices, names)
     assert counted_generation[6:] == [("gaussian_noise", 3)]
     assert np.array_equal(rebuilt[("gaussian_noise", 3)], first[("gaussian_noise", 3)])
-    cache.load_corrupted("toy", "test", images, names)
+    cache.load_corrupted("toy", "test", images, indices, names)
     assert len(counted_generation) == 7
 
 
 def test_cached_image_depends_only_on_its_index(counted_generation: list) -> None:
     images = synthetic(4)
-    full = cache.load_corrupted("toy", "test", images, ["shot_noise"])
-    head = cache.load_corrupted("toy", "test", images[:2], ["shot_noise"])  # new images: rebuild
-    assert len(counted_generation) == 10
+    full = cache.load_corrupted("toy", "test", images, np.arange(4), ["shot_noise"])
+    head = cache.load_corrupted("toy", "test", images[:2], np.arange(2), ["shot_noise"])
+    assert len(counted_generation) == 10  # other images: generated again
     assert all(np.array_equal(head[cell], full[cell][:2]) for cell in full)
+    # the same images in another order (a stratified sample): each keeps its own draws
+    order = np.array([2, 0, 3, 1])
+    shuffled = cache.load_corrupted("toy", "test", images[order], order, ["shot_noise"])
+    assert all(np.array_equal(shuffled[cell], full[cell][order]) for cell in full)
 
 
 def test_grid_png(tmp_path: Path) -> None:

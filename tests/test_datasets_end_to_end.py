@@ -50,4 +50,4 @@ def test_an_image_folder_family_runs_end_to_end(tmp_path, monkeypatch, capsys):
     for record in records:
         assert set(record["per_domain"]) == {"fxe_amazon", "fxe_webcam", "fxe_dslr"}
         assert 0 <= record["metrics"]["target_acc"] <= 1
-        assert record["robustness"]["images"] == 6  # webcam's test split: 20% of 30
+        assert record["robustness"]["items"]["fxe_webcam"]["images"] == 6  # 20% of 30

@@ -12,7 +12,7 @@ from dataset_writers import use_fixtures
 from benchmark.data.provider import SplitProvider
 from benchmark.data.settings import data_workers
 from benchmark.data.streaming import StreamSplit
-from benchmark.data.tensors import DeviceSplit, batches, ordered_batches
+from benchmark.data.tensors import DeviceSplit, Stream, ordered_batches
 
 CPU = torch.device("cpu")
 
@@ -51,8 +51,8 @@ def test_streamed_batches_equal_device_batches(root, monkeypatch, domain, size, 
     assert torch.equal(on_device.labels, streamed.labels)
     for augmented in (False, True):
         draws = [torch.Generator().manual_seed(7) for _ in range(2)]
-        stream_a = itertools.islice(batches(on_device, 4, draws[0], augmented), 9)  # > 1 pass
-        stream_b = itertools.islice(batches(streamed, 4, draws[1], augmented), 9)
+        stream_a = itertools.islice(Stream(on_device, 4, draws[0], augmented), 9)  # > 1 pass
+        stream_b = itertools.islice(Stream(streamed, 4, draws[1], augmented), 9)
         assert_same(stream_a, stream_b)
         assert torch.equal(draws[0].get_state(), draws[1].get_state())
     assert_same(ordered_batches(on_device, 3), ordered_batches(streamed, 3))

@@ -16,19 +16,20 @@ import pytest
 import torch
 
 from benchmark.cli import main
-from benchmark.config import RunRecord, load_suite
+from benchmark.config import RunRecord
 from benchmark.executors import plan as plan_module
 from benchmark.executors.plan import Scheduler
 from benchmark.executors.tasks import Result, Task, execute
-from benchmark.harness import Harness, expand
+from benchmark.harness import Harness
 from benchmark.locks import file_lock
 from benchmark.store import RunStore
+from benchmark.suites import expand, load_suite
 
 SMALL = {"corruptions": ["gaussian_noise"], "corruption_images": 50}
 
 
 def task(kind: str, key: str, teacher_key: str) -> Task:
-    return Task(kind, key, teacher_key, f"{kind} {key}", "{}")
+    return Task(kind, key, (teacher_key,), f"{kind} {key}", "{}")
 
 
 def test_scheduler_hands_out_teachers_first_then_runs_by_teacher_affinity():
@@ -40,10 +41,10 @@ def test_scheduler_hands_out_teachers_first_then_runs_by_teacher_affinity():
     scheduler.report(t1, Result("t1", "done"))
     assert scheduler.next() is None
     scheduler.report(t2, Result("t2", "done"))
-    assert scheduler.next("t2") is r2  # the worker that holds t2 gets t2's run
-    assert scheduler.next("t9") is r1  # no match: the first in order
+    assert scheduler.next(("t2",)) is r2  # the worker that holds t2 gets t2's run
+    assert scheduler.next(("t9",)) is r1  # no match: the first in order
     scheduler.requeue(r1)  # its worker died: back to the front
-    assert scheduler.next("t2") is r1
+    assert scheduler.next(("t2",)) is r1
     assert scheduler.queued == 1 and not scheduler.finished
 
 
@@ -61,11 +62,13 @@ def test_a_run_claimed_elsewhere_comes_back_until_it_is_recorded(monkeypatch):
 
 
 def test_a_claimed_run_is_not_run_twice(tiny_suite, tmp_path):
-    (spec,) = expand(load_suite(tiny_suite(methods=["source_only"])))
+    suite = load_suite(tiny_suite(methods=["source_only"]))
+    (spec,) = expand(suite)
     store = RunStore(tmp_path)
     harness = Harness(store, torch.device("cpu"), progress=False)
     with file_lock(store.claim_path(spec.key)):  # another process is running it
-        assert execute(harness, Task.for_run(spec)) == Result(spec.key, "busy")
+        task = Task.for_run(spec, suite.evaluation)
+        assert execute(harness, task) == Result(spec.key, "busy")
         assert store.is_running(spec.key)
     assert not store.has_record(spec) and not store.is_running(spec.key)
 
@@ -138,7 +141,7 @@ def test_sigkill_of_driver_and_workers_at_random_moments_loses_and_repeats_nothi
     records = check_one_valid_record_per_spec(suite, out)
     (saved,) = (out / "teachers").glob("*/teacher.json")
     assert teacher_json in (None, saved.read_text())
-    assert len({record.teacher["train_wall_time_s"] for record in records}) == 1
+    assert len({record.teachers[0]["train_wall_time_s"] for record in records}) == 1
     assert main(["status", str(out)]) == 0
 
 
@@ -151,7 +154,7 @@ def test_two_drivers_on_one_directory_share_the_work(tiny_suite, tmp_path):
     records = check_one_valid_record_per_spec(suite, out)
     done = [int(line.split()[0]) for o in outputs for line in o.splitlines() if "runs done" in line]
     assert sum(done) == len(records) == 2  # every run ran once, in one driver or the other
-    assert len({record.teacher["train_wall_time_s"] for record in records}) == 1
+    assert len({record.teachers[0]["train_wall_time_s"] for record in records}) == 1
 
 
 def test_status_reports_done_failed_running_and_queued(tiny_suite, tmp_path, capsys):
@@ -164,7 +167,7 @@ def test_status_reports_done_failed_running_and_queued(tiny_suite, tmp_path, cap
         assert main(["status", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert f"{tmp_path}: 3 runs: 0 done, 1 failed, 1 running, 1 queued" in out
-    assert f"failed   {specs[0].key} source_only lenet mnist→mnistm seed 0: " in out
+    assert f"failed   {specs[0].key} source_only lenet mnist→mnistm [uda] seed 0: " in out
     assert "ValueError: loss 'kd' became nan at step 3" in out
     assert "--retry-failed" in out
     assert main(["status", str(tmp_path), "--retry-failed"]) == 0

@@ -5,12 +5,13 @@ import json
 import pytest
 import torch
 
-from benchmark.config import load_suite
 from benchmark.executors import ExecutorOptions, run_sweep
-from benchmark.harness import Harness, expand
+from benchmark.harness import Harness
 from benchmark.methods import METHODS
 from benchmark.methods.base import Method
+from benchmark.protocols import Needs
 from benchmark.store import RunStore
+from benchmark.suites import expand, load_suite
 
 CPU = torch.device("cpu")
 SMALL = {"corruptions": ["gaussian_noise"], "corruption_images": 50}
@@ -20,7 +21,7 @@ def run(suite_path, out, overrides=None, retry_failed=False):
     """The sweep in this process (workers=0), so that test doubles patched in apply."""
     suite = load_suite(suite_path, overrides)
     options = ExecutorOptions(workers=0, progress=False, retry_failed=retry_failed)
-    return run_sweep(RunStore(out), expand(suite), CPU, options)
+    return run_sweep(RunStore(out), expand(suite), suite.evaluation, CPU, options)
 
 
 def records(out, summary):
@@ -38,8 +39,8 @@ def test_runs_write_records_then_a_rerun_skips_them(tiny_suite, tmp_path):
     record = json.loads(by_method["source_only"].read_text())
     assert set(record["metrics"]) >= {"target_acc", "source_acc", "heldout_mean_acc"}
     assert set(record["per_domain"]) == {"mnist", "mnistm", "optdigits", "syndigits"}
-    assert record["teacher"]["source_accuracy"] > 0.5
-    robustness = record["robustness"]
+    assert record["teachers"][0]["source_accuracy"] > 0.5
+    robustness = record["robustness"]["items"]["mnistm"]
     assert robustness["images"] == 200 and len(robustness["cells"]) == 5 + 5 + 1
     assert set(robustness["per_group"]) == {"noise", "digital", "shape"}
     assert (
@@ -47,8 +48,10 @@ def test_runs_write_records_then_a_rerun_skips_them(tiny_suite, tmp_path):
         == sum(v for k, v in robustness["cells"].items() if not k.startswith("rotate")) / 10
     )
     assert record["metrics"]["mca_shape"] == robustness["cells"]["rotate/1"]
-    assert record["selected"]["epoch"] == 1 and 0 < record["selected"]["source_val_acc"] <= 1
-    assert json.loads(by_method["teacher"].read_text())["selected"] is None  # nothing trained
+    assert record["selected"]["source-val"]["epoch"] == 1 and record["selections"]["last"] == 1
+    assert 0 < record["curves"]["source_val_acc"][0] <= 1
+    assert record["saw"]["unlabelled_target_images"] == 3600  # mnistm's train split less 10%
+    assert json.loads(by_method["teacher"].read_text())["selected"] == {}  # nothing trained
     assert {"target_ece", "target_nll", "flops", "latency_ms_b1", "params"} <= set(
         record["metrics"]
     )
@@ -70,18 +73,21 @@ def test_one_teacher_is_trained_for_two_students_and_reused_from_disk(tiny_suite
         summary = run(path, tmp_path / "runs")
         assert len(summary.done) == 2 and len(trained) == 1
         assert len(list((tmp_path / "runs" / "teachers").iterdir())) == 1
-        teacher_acc = {r.teacher["source_accuracy"] for r in records(tmp_path / "runs", summary)}
+        teacher_acc = {
+            r.teachers[0]["source_accuracy"] for r in records(tmp_path / "runs", summary)
+        }
         assert len(teacher_acc) == 1
         # a new method on the same teacher loads it from disk instead of training again
         again = run(path, tmp_path / "runs", overrides=["methods=[source_only, teacher]"])
     assert len(again.done) == 1 and len(trained) == 1
     (new,) = records(tmp_path / "runs", again)
-    assert new.teacher["source_accuracy"] == teacher_acc.pop()
+    assert new.teachers[0]["source_accuracy"] == teacher_acc.pop()
 
 
 class Exploding(Method):
     family = "baseline"
     paper = "test double: a loss that diverges"
+    needs = Needs(teacher=None)
 
     def losses(self, student, teacher, batch):
         return {"boom": student(batch.source_images).sum() * float("nan")}

@@ -12,7 +12,6 @@ from torch import nn
 
 from benchmark.config import Suite
 from benchmark.errors import XdkdError
-from benchmark.harness import expand
 from benchmark.methods import METHODS, Batch, Method
 from benchmark.methods.dine import (
     adaptive_label_smoothing,
@@ -32,7 +31,9 @@ from benchmark.methods.parts import (
     reverse_gradient,
 )
 from benchmark.methods.pseudo_label_kd import pseudo_label_loss
-from benchmark.train import freeze
+from benchmark.protocols import grants, unmet
+from benchmark.suites import expand
+from benchmark.teachers import Member, TeacherAccessError, Teachers, freeze
 
 NEED_TARGET_IMAGES = [
     "target_oracle",
@@ -50,13 +51,17 @@ ALL_OURS = NEED_TARGET_IMAGES + NEED_TARGET_LABELS
 
 def tiny_batch(labelled: bool = True, progress: float = 0.3) -> Batch:
     gen = torch.Generator().manual_seed(0)
-    return Batch(
+    return Batch.single(
         source_images=torch.randn(4, 3, 32, 32, generator=gen).clamp(-1, 1),
         source_labels=torch.randint(0, 10, (4,), generator=gen),
         target_images=torch.randn(4, 3, 32, 32, generator=gen).clamp(-1, 1),
         target_labels=torch.randint(0, 10, (4,), generator=gen) if labelled else None,
         progress=progress,
     )
+
+
+def teachers_of(model: nn.Module, access: str = "features") -> Teachers:
+    return Teachers([Member("source", freeze(model))], 10, access)
 
 
 def network(name: str, seed: int, **kwargs) -> nn.Module:
@@ -189,8 +194,8 @@ def test_dine_label_smoothing_memory_and_information_maximisation_by_hand():
     assert float(information_maximisation_loss(one_hot)) == pytest.approx(-math.log(2))
 
 
-def test_dine_reads_only_the_teachers_outputs():
-    black_box = freeze(nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10)))
+def test_dine_runs_on_a_black_box_that_answers_probabilities_only():
+    black_box = teachers_of(network("lenet", 1), access="probabilities")
     student = network("lenet", 0)
     method = make("dine")
     batch = tiny_batch()
@@ -200,10 +205,32 @@ def test_dine_reads_only_the_teachers_outputs():
     sum(terms.values()).backward()
 
 
+def test_a_probabilities_only_teacher_refuses_features_logits_and_weights():
+    black_box = teachers_of(network("lenet", 1), access="probabilities")
+    images = tiny_batch().source_images
+    probabilities = black_box.probabilities(images)
+    assert torch.allclose(probabilities.sum(1), torch.ones(4))
+    for read in (
+        lambda: black_box.outputs(images),
+        lambda: black_box(images),
+        lambda: black_box.module(),
+        lambda: black_box.forward_intermediates(images),
+    ):
+        with pytest.raises(TeacherAccessError):
+            read()
+    assert not any(isinstance(v, nn.Module) for v in vars(black_box).values())
+    with pytest.raises(TeacherAccessError, match="grants the teacher's probabilities only"):
+        make("fitnet").setup(network("lenet", 0), black_box, tiny_batch())
+    logits_only = teachers_of(network("lenet", 1), access="logits")
+    assert logits_only(images).shape == (4, 10)
+    with pytest.raises(TeacherAccessError, match="may not read its features"):
+        logits_only.outputs(images)
+
+
 def test_finetune_copies_every_teacher_tensor_when_architectures_match():
     teacher, student = freeze(network("lenet", 1)), network("lenet", 2)
     method = make("finetune")
-    method.setup(student, teacher, tiny_batch())
+    method.setup(student, teachers_of(teacher), tiny_batch())
     assert len(method.copied_tensors) == len(student.state_dict())
     for name, tensor in teacher.state_dict().items():
         assert torch.equal(student.state_dict()[name], tensor), name
@@ -214,7 +241,7 @@ def test_finetune_copies_what_two_architectures_share_and_says_so():
     teacher, student = freeze(network("lenet", 1)), network("dtn", 2)
     method = make("finetune")
     with pytest.warns(UserWarning, match=r"copied \d+ of \d+"):
-        method.setup(student, teacher, tiny_batch())
+        method.setup(student, teachers_of(teacher), tiny_batch())
     assert "fc.weight" in method.copied_tensors and "stages.0.0.weight" not in method.copied_tensors
     assert torch.equal(student.fc.weight, teacher.fc.weight)
 
@@ -222,31 +249,41 @@ def test_finetune_copies_what_two_architectures_share_and_says_so():
 def test_feature_transfer_trains_only_the_head_of_a_teacher_copy():
     teacher, student = freeze(network("lenet", 1)), network("lenet", 2)
     method = make("feature_transfer")
-    method.setup(student, teacher, tiny_batch())
+    method.setup(student, teachers_of(teacher), tiny_batch())
     trainable = {name for name, p in student.named_parameters() if p.requires_grad}
     assert trainable == {"fc.weight", "fc.bias"}
     assert torch.equal(student.stages[0][0].weight, teacher.stages[0][0].weight)
-    sum(method.losses(student, teacher, tiny_batch()).values()).backward()
+    sum(method.losses(student, teachers_of(teacher), tiny_batch()).values()).backward()
     assert student.fc.weight.grad is not None
     with pytest.raises(XdkdError, match="teacher's architecture"):
-        make("feature_transfer").setup(network("dtn", 2), teacher, tiny_batch())
+        make("feature_transfer").setup(network("dtn", 2), teachers_of(teacher), tiny_batch())
 
 
 def test_target_oracle_needs_target_labels():
     oracle = METHODS.get("target_oracle")
-    assert oracle.needs_target_labels and not oracle.uses_teacher
+    assert oracle.needs.oracle and oracle.needs.teacher is None
     with pytest.raises(XdkdError, match="needs target labels"):
         make("target_oracle").losses(network("lenet", 0), None, tiny_batch(labelled=False))
 
 
+def granted(protocol: str, **params) -> object:
+    return grants(protocol, {"teacher_access": "features", **params}, 1, 1, 0)
+
+
 @pytest.mark.parametrize("name", NEED_TARGET_IMAGES)
-def test_methods_needing_target_images_refuse_zero_shot(name: str):
-    assert "zero_shot" not in METHODS.get(name).protocols
+def test_methods_needing_target_images_refuse_zero_shot_and_in_domain(name: str):
+    needs = METHODS.get(name).needs
+    assert "target images" in unmet(needs, granted("zero_shot"))
+    assert "target images" in unmet(needs, granted("in_domain"))
+    assert unmet(needs, granted("uda")) is None
 
 
 @pytest.mark.parametrize("name", NEED_TARGET_LABELS)
-def test_transfer_methods_run_only_with_labelled_target(name: str):
-    assert METHODS.get(name).protocols == ("labelled_target",)
+def test_transfer_methods_need_target_labels_few_shot_or_all(name: str):
+    needs = METHODS.get(name).needs
+    assert "target labels" in unmet(needs, granted("uda"))
+    assert unmet(needs, granted("labelled_target")) is None
+    assert unmet(needs, granted("few_shot", shots=1)) is None
 
 
 def test_the_harness_refuses_a_zero_shot_suite_with_a_target_image_method():
@@ -258,7 +295,7 @@ def test_the_harness_refuses_a_zero_shot_suite_with_a_target_image_method():
         methods=["mmd_kd"],
         protocol="zero_shot",
     )
-    with pytest.raises(XdkdError, match="cannot run under protocol 'zero_shot'"):
+    with pytest.raises(XdkdError, match="method 'mmd_kd' fits no setting of this suite"):
         expand(suite)
 
 
@@ -267,7 +304,7 @@ def test_the_harness_refuses_a_zero_shot_suite_with_a_target_image_method():
 
 @pytest.mark.parametrize("name", ALL_OURS)
 def test_one_step_gives_finite_named_terms_and_gradients(name: str):
-    teacher, student = freeze(network("lenet", 1)), network("lenet", 2)
+    teacher, student = teachers_of(network("lenet", 1)), network("lenet", 2)
     method = make(name)
     batch = tiny_batch()
     method.setup(student, teacher, batch)
@@ -279,7 +316,7 @@ def test_one_step_gives_finite_named_terms_and_gradients(name: str):
 
 
 def test_adversarial_kd_sizes_its_discriminator_from_any_student():
-    teacher = freeze(network("lenet", 1))
+    teacher = teachers_of(network("lenet", 1))
     student = network("vit_tiny_patch16_224", 2, img_size=32, patch_size=4, depth=2)
     method = make("adversarial_kd")
     batch = tiny_batch(progress=0.5)

@@ -1,13 +1,17 @@
-"""Every registered method trains every kind of student from a frozen teacher for a few steps.
+"""Every registered method trains every kind of student from frozen teachers for a few steps,
+under every protocol it fits.
 
-Parametrised over `METHODS.names()`, so a new method is covered without new test code, and
-over students of three families (a digit CNN, a timm CNN, a ViT) distilled from a `resnet18`
-teacher, plus one `dtn` teacher (fewer, larger stages than its `resnet18` student). Each case
-mirrors `train.fit`: `setup` on a probe batch, one optimizer over student and method
-parameters, three steps; every loss term must be finite, the student must get gradients, and
-the teacher must stay in eval mode, gradient-free and unchanged. ViT cases have "vit" in
-their ids (`-k "not vit"` leaves them out); they use `vit_tiny_patch16_224` cut to 6 blocks
-(of 12) to stay fast, still with more stages than its teacher, as the full one has.
+Parametrised over `METHODS.names()`, so a new method is covered without new test code: over
+students of three families (a digit CNN, a timm CNN, a ViT) distilled from a `resnet18`
+teacher, plus one `dtn` teacher (fewer, larger stages than its `resnet18` student), under
+`uda`; and, with LeNets, under every protocol the method fits (`benchmark.protocols.unmet`):
+several sources with a teacher each, several targets, tasks whose teachers know half the
+classes each, few shots, no target at all, and teachers that answer logits or probabilities
+only. Each case mirrors `train.fit`: `setup` on a probe batch, one optimizer over student and
+method parameters, three steps; every loss term must be finite, the student must get
+gradients, and the teachers must stay in eval mode, gradient-free and unchanged. ViT cases
+have "vit" in their ids (`-k "not vit"` leaves them out); they use `vit_tiny_patch16_224` cut
+to 6 blocks (of 12) to stay fast, still with more stages than its teacher, as the full one has.
 """
 
 from __future__ import annotations
@@ -21,8 +25,11 @@ from torch import nn
 
 from benchmark.config import BackboneSpec, Recipe
 from benchmark.methods import METHODS, Batch, Method
+from benchmark.methods.base import DomainBatch
 from benchmark.models import create_backbone
-from benchmark.train import freeze, make_optimizer
+from benchmark.protocols import PROTOCOLS, Grants, grants, unmet
+from benchmark.teachers import Member, Teachers, freeze
+from benchmark.train import make_optimizer
 
 NUM_CLASSES = 10
 IMAGE_SIZE = 32
@@ -42,6 +49,35 @@ CASES = [
     for method in METHODS.names()
     for student, teacher in PAIRS
 ]
+# (protocol, params, sources, targets, tasks): a setting of each shape
+SETTINGS = {
+    "uda": ("uda", {}, 1, 1, 0),
+    "uda-logits": ("uda", {"teacher_access": "logits"}, 1, 1, 0),
+    "uda-probabilities": ("uda", {"teacher_access": "probabilities"}, 1, 1, 0),
+    "few_shot": ("few_shot", {"shots": 1}, 1, 1, 0),
+    "labelled_target": ("labelled_target", {}, 1, 1, 0),
+    "zero_shot": ("zero_shot", {}, 1, 1, 0),
+    "in_domain": ("in_domain", {}, 1, 1, 0),
+    "multi_source": ("multi_source", {}, 2, 1, 0),
+    "multi_source-union": ("multi_source", {"teachers": "union"}, 2, 1, 0),
+    "multi_target": ("multi_target", {}, 1, 2, 0),
+    "multi_task": ("multi_task", {}, 2, 1, 2),
+}
+assert {s[0] for s in SETTINGS.values()} == set(PROTOCOLS)
+
+
+def setting_grants(name: str) -> Grants:
+    protocol, params, sources, targets, tasks = SETTINGS[name]
+    return grants(protocol, {"teacher_access": "features", **params}, sources, targets, tasks)
+
+
+PROTOCOL_CASES = [
+    pytest.param(method, setting, id=f"{method}-under-{setting}")
+    for method in METHODS.names()
+    for setting in SETTINGS
+    if METHODS.get(method).trains_student
+    and unmet(METHODS.get(method).needs, setting_grants(setting)) is None
+]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -53,26 +89,40 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
-def protocol_for(method_class: type[Method]) -> str:
-    """The strictest protocol the method accepts: unlabelled target images when it can."""
-    return "uda" if "uda" in method_class.protocols else method_class.protocols[0]
+def images(generator: torch.Generator) -> torch.Tensor:
+    return torch.randn((BATCH_SIZE, 3, IMAGE_SIZE, IMAGE_SIZE), generator=generator)
 
 
-def make_batch(protocol: str, target_labelled: bool, step: int, seed: int) -> Batch:
+def labels(generator: torch.Generator) -> torch.Tensor:
+    return torch.randint(NUM_CLASSES, (BATCH_SIZE,), generator=generator)
+
+
+def make_batch(granted: Grants, oracle: bool, step: int, seed: int) -> Batch:
+    """One minibatch per domain, as the loop draws them under the setting."""
     generator = torch.Generator().manual_seed(seed * 100 + step)
-    shape = (BATCH_SIZE, 3, IMAGE_SIZE, IMAGE_SIZE)
-    has_target = protocol != "zero_shot"
-    return Batch(
-        source_images=torch.randn(shape, generator=generator),
-        source_labels=torch.randint(NUM_CLASSES, (BATCH_SIZE,), generator=generator),
-        target_images=torch.randn(shape, generator=generator) if has_target else None,
-        target_labels=(
-            torch.randint(NUM_CLASSES, (BATCH_SIZE,), generator=generator)
-            if has_target and target_labelled
-            else None
-        ),
-        progress=step / STEPS,
-    )
+    sources = [
+        DomainBatch(f"s{i}", images(generator), labels(generator)) for i in range(granted.sources)
+    ]
+    targets, labelled = [], []
+    if granted.target_images:
+        targets = [DomainBatch(f"t{i}", images(generator)) for i in range(granted.targets)]
+        if granted.target_labels != "none" or oracle:
+            labelled = [DomainBatch(b.name, b.images, labels(generator)) for b in targets]
+    return Batch(sources, targets, labelled, progress=step / STEPS)
+
+
+def make_teachers(granted: Grants, backbone: str) -> Teachers:
+    """The setting's teachers: one per source (or task, each knowing half the classes)."""
+    members = []
+    for index in range(granted.teachers):
+        if granted.teacher_layout == "per_task":
+            half = NUM_CLASSES // 2
+            columns = list(range(index * half, (index + 1) * half))
+            model = create_backbone(BACKBONES[backbone], half)
+        else:
+            columns, model = None, create_backbone(BACKBONES[backbone], NUM_CLASSES)
+        members.append(Member(f"teacher{index}", freeze(model), columns))
+    return Teachers(members, NUM_CLASSES, granted.access)
 
 
 def skip_reason(method_class: type[Method], student: str, teacher: str) -> str | None:
@@ -90,40 +140,54 @@ def assert_teacher_untouched(teacher: nn.Module, before: dict[str, torch.Tensor]
         assert torch.equal(value, before[name]), f"teacher tensor '{name}' changed"
 
 
-@pytest.mark.parametrize(("method_name", "student_name", "teacher_name"), CASES)
-def test_method_trains_the_student_and_leaves_the_teacher_alone(
-    method_name: str, student_name: str, teacher_name: str
-) -> None:
+def train_a_few_steps(method_name: str, student: str, teacher: str, granted: Grants) -> None:
     method_class = METHODS.get(method_name)
-    reason = skip_reason(method_class, student_name, teacher_name)
-    if reason:
-        pytest.skip(f"{method_name}: {reason}")
     torch.manual_seed(0)
-    teacher = None
-    if method_class.uses_teacher:
-        teacher = freeze(create_backbone(BACKBONES[teacher_name], NUM_CLASSES))
-    teacher_before = {k: v.clone() for k, v in teacher.state_dict().items()} if teacher else {}
-    student = create_backbone(BACKBONES[student_name], NUM_CLASSES).train()
-    protocol = protocol_for(method_class)
-    target_labelled = protocol == "labelled_target" or method_class.needs_target_labels
-
+    teachers = make_teachers(granted, teacher)
+    modules = [teachers.module(n) for n in teachers.names] if granted.access == "features" else []
+    before = [{k: v.clone() for k, v in m.state_dict().items()} for m in modules]
+    network = create_backbone(BACKBONES[student], NUM_CLASSES).train()
+    view = teachers if method_class.needs.teacher else None
+    oracle = method_class.needs.oracle
     method = method_class(method_name)
-    method.setup(student, teacher, make_batch(protocol, target_labelled, step=0, seed=1))
+    method.setup(network, view, make_batch(granted, oracle, step=0, seed=1))
     method.train()
-    params = [p for p in [*student.parameters(), *method.parameters()] if p.requires_grad]
+    params = [p for p in [*network.parameters(), *method.parameters()] if p.requires_grad]
     optimizer, _ = make_optimizer(params, Recipe(schedule="constant"), total_steps=STEPS)
-
     for step in range(STEPS):
-        losses = method.losses(student, teacher, make_batch(protocol, target_labelled, step, 2))
+        losses = method.losses(network, view, make_batch(granted, oracle, step, 2))
         assert losses, f"{method_name} returned no loss terms"
         for name, value in losses.items():
             assert value.dim() == 0, f"loss '{name}' is not a scalar"
             assert math.isfinite(float(value.detach())), f"step {step}: loss '{name}' = {value}"
         optimizer.zero_grad(set_to_none=True)
         sum(losses.values()).backward()
-        student_grads = [p.grad for p in student.parameters() if p.grad is not None]
-        assert any(g.abs().sum() > 0 for g in student_grads), f"step {step}: no student gradient"
-        assert all(torch.isfinite(g).all() for g in student_grads), f"step {step}: bad gradient"
+        grads = [p.grad for p in network.parameters() if p.grad is not None]
+        assert any(g.abs().sum() > 0 for g in grads), f"step {step}: no student gradient"
+        assert all(torch.isfinite(g).all() for g in grads), f"step {step}: bad gradient"
         optimizer.step()
-        if teacher is not None:
-            assert_teacher_untouched(teacher, teacher_before)
+        for module, state in zip(modules, before, strict=True):
+            assert_teacher_untouched(module, state)
+
+
+@pytest.mark.parametrize(("method_name", "student_name", "teacher_name"), CASES)
+def test_method_trains_the_student_and_leaves_the_teacher_alone(
+    method_name: str, student_name: str, teacher_name: str
+) -> None:
+    reason = skip_reason(METHODS.get(method_name), student_name, teacher_name)
+    if reason:
+        pytest.skip(f"{method_name}: {reason}")
+    granted = setting_grants(
+        "labelled_target" if METHODS.get(method_name).needs.target_labels != "none" else "uda"
+    )
+    train_a_few_steps(method_name, student_name, teacher_name, granted)
+
+
+@pytest.mark.parametrize(("method_name", "setting"), PROTOCOL_CASES)
+def test_method_trains_under_every_protocol_it_fits(method_name: str, setting: str) -> None:
+    train_a_few_steps(method_name, "lenet", "lenet", setting_grants(setting))
+
+
+def test_every_protocol_has_methods_that_fit_it() -> None:
+    fitting = {setting for _, setting in (case.values for case in PROTOCOL_CASES)}
+    assert fitting == set(SETTINGS)

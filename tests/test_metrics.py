@@ -3,14 +3,10 @@ import math
 import pytest
 import torch
 
+from benchmark.calibration import expected_calibration_error, negative_log_likelihood
 from benchmark.config import BackboneSpec
 from benchmark.cost import flops_per_image, parameter_count
-from benchmark.metrics import (
-    corruption_errors,
-    expected_calibration_error,
-    mean_corruption_accuracy,
-    negative_log_likelihood,
-)
+from benchmark.metrics import corruption_errors, mean_corruption_accuracy
 from benchmark.models import create_backbone
 
 

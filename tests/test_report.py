@@ -6,15 +6,16 @@ import json
 import math
 from pathlib import Path
 
+import handmade
 import pandas as pd
 import pytest
 from scipy import stats
 
 from benchmark.cli import main
-from benchmark.config import Pair, RunRecord, Suite
-from benchmark.harness import expand
+from benchmark.config import RunRecord
+from benchmark.errors import XdkdError
 from benchmark.plots import pareto_front
-from benchmark.report import write_leaderboard, write_report
+from benchmark.report import write_report
 from benchmark.store import RunStore
 from benchmark.tidy import load_runs, records_table
 
@@ -27,38 +28,15 @@ def make_record(
     acc: float,
     pair: tuple[str, str] = ("mnist", "mnistm"),
     student: str = "lenet",
-    selected: dict[str, float] | None = None,
+    selected: dict[str, dict[str, float]] | None = None,
     cells: dict[str, float] | None = None,
     below_floor: bool = False,
     **metrics: float,
 ) -> RunRecord:
-    suite = Suite(
-        name="handmade",
-        pairs=[Pair(source=pair[0], target=pair[1])],
-        teachers=["resnet18"],
-        students=[student],
-        methods=[method],
-        seeds=[seed],
-    )
-    (spec,) = expand(suite)  # the teacher row gets the teacher as its student
+    spec = handmade.make_spec(method, seed, pair, student)
     values = {"target_acc": acc, "heldout_mean_acc": acc - 0.1, "target_ece": 0.05}
     values |= {"params": 1e6 if spec.student.name == "lenet" else 11e6, "teacher_target_acc": 0.5}
-    return RunRecord(
-        key=spec.key,
-        spec=spec,
-        metrics=values | metrics,
-        selected=selected,
-        robustness={"cells": cells, "clean_acc": acc} if cells else {},
-        teacher={
-            "source_accuracy": 0.6 if below_floor else 0.95,
-            "below_floor": below_floor,
-            "floor": 0.7,
-        },
-        per_domain={},
-        wall_time_s=1.0,
-        device="cpu",
-        provenance={"code": "test"},
-    )
+    return handmade.make_record(spec, values | metrics, selected, cells, below_floor)
 
 
 def grid(methods: dict[str, list[float]], pairs: list[tuple[str, str]]) -> list[RunRecord]:
@@ -123,7 +101,8 @@ def test_leaderboard_means_ranks_and_references(report) -> None:
 
 def test_caption_names_selection_protocol_and_references(report) -> None:
     caption = report[0].board.caption
-    assert "last epoch" in caption and "Protocol: uda" in caption and "(n = 2)" in caption
+    assert "training-domain validation" in caption and "Protocol: uda" in caption
+    assert "(n = 2)" in caption
     assert "Reference rows (target_oracle, teacher)" in caption
     assert "oracle" not in caption.replace("target_oracle", "")
 
@@ -168,16 +147,28 @@ def test_wilcoxon_from_six_cells_and_ties_under_half_a_point(tmp_path: Path) -> 
 
 
 def test_source_validation_selection_uses_selected_metrics(tmp_path: Path) -> None:
+    chosen = {"source-val": {"epoch": 5.0, "target_acc": 0.66, "heldout_mean_acc": 0.5}}
     records = [
-        make_record("kd", 0, 0.70, selected={"target_acc": 0.66, "heldout_mean_acc": 0.5}),
-        make_record("kd", 1, 0.72),  # no selected epoch: no number, not the last epoch's
+        make_record("kd", 0, 0.70, selected=chosen),
+        make_record("kd", 1, 0.72, selected={}),  # no chosen epoch: no number, not the last's
     ]
     table = records_table(records, "source-val")
     assert table["target_acc"].iloc[0] == pytest.approx(0.66)
+    assert table["selected_epoch"].iloc[0] == 5
     assert math.isnan(table["target_acc"].iloc[1])
+    assert records_table(records, "last")["target_acc"].iloc[0] == pytest.approx(0.70)
     made, _ = write_report(records, tmp_path, "test", selection="source-val")
     assert "training-domain validation" in made.board.caption
     assert made.board.mean["mean"].item() == pytest.approx(66.0)
+
+
+def test_oracle_selection_is_flagged_and_never_ranked(tmp_path: Path) -> None:
+    oracle = {"oracle": {"epoch": 3.0, "target_acc": 0.9}}
+    records = [make_record(m, 0, 0.7, selected=oracle) for m in ("kd", "dkd")]
+    made, _ = write_report(records, tmp_path, "test", selection="oracle")
+    assert made.board.caption.count("ORACLE") == 1 and "Not ranked" in made.board.caption
+    assert made.board.rank.isna().all() and not made.board.best.any().any()
+    assert made.board.mean["mean"].tolist() == pytest.approx([90.0, 90.0])
 
 
 def test_relative_mce_against_source_only_and_validation_corruptions_left_out() -> None:
@@ -216,7 +207,18 @@ def test_plots_are_written_when_the_data_is_there(tmp_path: Path) -> None:
     cells = {f"{c}/{s}": 0.8 - 0.1 * s for c in ("gaussian_noise", "fog") for s in (1, 2, 3)}
     methods = {"teacher": [0.5, 0.55], "source_only": [0.6, 0.64], "kd": [0.7, 0.72]}
     records = [
-        r.model_copy(update={"robustness": {"cells": cells, "clean_acc": r.metrics["target_acc"]}})
+        r.model_copy(
+            update={
+                "robustness": {
+                    "items": {
+                        r.spec.setting.targets[0]: {
+                            "cells": cells,
+                            "clean_subset_acc": r.metrics["target_acc"],
+                        }
+                    }
+                }
+            }
+        )
         for r in grid(methods, TWO_PAIRS)
     ]
     made, _ = write_report(records, tmp_path, "test")
@@ -230,16 +232,19 @@ def test_pareto_front_keeps_undominated_points() -> None:
     assert list(pareto_front(points)["acc"]) == [65, 70]
 
 
-def test_old_records_without_new_fields_still_report(tmp_path: Path) -> None:
+def test_old_records_are_refused_with_what_to_do_and_damaged_ones_set_aside(tmp_path: Path) -> None:
     record = make_record("kd", 0, 0.7).model_dump(mode="json")
-    del record["spec"]["source_validation"], record["robustness"], record["selected"]
+    del record["format"]
+    record["provenance"]["code"] = "78d4808"
     path = tmp_path / "runs" / "runs" / record["key"] / "record.json"
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps(record))
+    with pytest.raises(XdkdError, match="older xdkd .*git checkout 78d4808"):
+        load_runs(tmp_path / "runs")
+    path.write_text(json.dumps(record)[:-40])  # cut short: damaged, not old
     records, errors = load_runs(tmp_path / "runs")
-    board, text = write_leaderboard(records, tmp_path / "out", "test")
-    assert board["mean"].item() == pytest.approx(70.0) and not errors
-    assert "kd" in text
+    assert not records and not errors and not path.exists()
+    assert len(list(path.parent.glob("record.json.corrupt-*"))) == 1
 
 
 def command(*argv: str) -> int:

@@ -2,11 +2,13 @@
 and kept losslessly as .npy uint8 under the cache dir, like the domains themselves.
 
 Layout: `cache_dir()/corrupted/<domain>-<split>-<size>-v<N>/<corruption>-<severity>.npy`
-plus a manifest.json with the sha256 of every file and of the clean images. Every load
-verifies the bytes it reads; a cell whose bytes changed, or that is missing, is regenerated
-and the folder is rewritten atomically (a temp dir renamed into place); verified cells are
-reused as they are. Image i's seed is `derive_seed(0, domain, split, str(i))`, so each
-corrupted image is a pure function of (domain, split, index, corruption, severity).
+plus a manifest.json with the sha256 of every file, of the clean images and of their test
+indices (the images come in the stratified order `SplitProvider.robustness_sample` draws, and
+the manifest lists those indices). Every load verifies the bytes it reads; a cell whose bytes
+changed, or that is missing, is regenerated and the folder is rewritten atomically (a temp
+dir renamed into place); verified cells are reused as they are. The seed of the image with
+test index i is `derive_seed(0, domain, split, str(i))`, so each corrupted image is a pure
+function of (domain, split, index, corruption, severity), wherever it sits in the sample.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from benchmark.files import staged_directory
 from benchmark.locks import file_lock
 from benchmark.seeding import derive_seed
 
-CORRUPTION_VERSION = 1  # bump when any corruption's output changes, so every set rebuilds
+CORRUPTION_VERSION = 2  # bump when any corruption's output changes, so every set rebuilds
 CHUNK = 256  # images per apply_corruption call: bounds memory at 224 px, never the result
 
 Cell = tuple[str, int]
@@ -35,9 +37,9 @@ def corrupted_path(domain: str, split: str, size: int, root: Path | None = None)
     return (root or cache_dir()) / "corrupted" / f"{domain}-{split}-{size}-v{CORRUPTION_VERSION}"
 
 
-def image_seeds(domain: str, split: str, count: int) -> torch.Tensor:
+def image_seeds(domain: str, split: str, indices: np.ndarray) -> torch.Tensor:
     """Per-image seeds named by (domain, split, index), independent of every other image."""
-    return torch.tensor([derive_seed(0, domain, split, str(i)) for i in range(count)])
+    return torch.tensor([derive_seed(0, domain, split, str(int(i))) for i in indices])
 
 
 def cell_file(cell: Cell) -> str:
@@ -60,8 +62,9 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _images_digest(images: np.ndarray) -> str:
-    return _sha256(str(images.shape).encode() + np.ascontiguousarray(images).tobytes())
+def _images_digest(images: np.ndarray, indices: np.ndarray) -> str:
+    order = np.ascontiguousarray(indices, dtype=np.int64).tobytes()
+    return _sha256(str(images.shape).encode() + np.ascontiguousarray(images).tobytes() + order)
 
 
 def _manifest_digests(path: Path, images_digest: str) -> dict[str, str]:
@@ -106,12 +109,14 @@ def load_corrupted(
     domain: str,
     split: str,
     images: np.ndarray,
+    indices: np.ndarray,
     names: list[str] | None = None,
     device: str | torch.device = "cpu",
     root: Path | None = None,
 ) -> dict[Cell, np.ndarray]:
     """{(corruption, severity): (N, H, W, 3) uint8} for `names` (default: all registered)
-    at each of their severities, for the clean split `images` (N, H, W, 3) uint8.
+    at each of their severities, for the clean images (N, H, W, 3) uint8 whose indices in
+    the split are `indices`.
 
     Cells are read from the cache when their bytes verify and generated (on `device`)
     otherwise; the cache then holds every verified and new cell.
@@ -122,11 +127,11 @@ def load_corrupted(
         for severity in CORRUPTIONS.get(name).severities
     ]
     path = corrupted_path(domain, split, images.shape[1], root)
-    digest = _images_digest(images)
+    digest = _images_digest(images, indices)
     files = _verified_cells(path, digest, wanted)
     if len(files) < len(wanted):
         with file_lock(path.with_name(path.name + ".lock")):  # one process generates
-            files = _generate_missing(path, digest, wanted, domain, split, images, device)
+            files = _generate_missing(path, digest, wanted, domain, split, images, indices, device)
     return {
         cell: np.load(io.BytesIO(files[cell_file(cell)]), allow_pickle=False) for cell in wanted
     }
@@ -149,6 +154,7 @@ def _generate_missing(
     domain: str,
     split: str,
     images: np.ndarray,
+    indices: np.ndarray,
     device: str | torch.device,
 ) -> dict[str, bytes]:
     """Under the lock: read again (another process may have just written the cells), then
@@ -161,7 +167,7 @@ def _generate_missing(
             data = None if name in files else _read_verified(path / name, file_digest)
             if data is not None:
                 files[name] = data
-        seeds = image_seeds(domain, split, len(images))
+        seeds = image_seeds(domain, split, indices)
         for cell in missing:
             array = generate_cell(images, cell[0], cell[1], seeds, torch.device(device))
             files[cell_file(cell)] = _array_bytes(array)
@@ -172,6 +178,8 @@ def _generate_missing(
             "count": len(images),
             "corruption_version": CORRUPTION_VERSION,
             "seeds": "derive_seed(0, domain, split, str(index))",
+            "order": "seeded class-stratified (SplitProvider.robustness_sample)",
+            "indices": [int(i) for i in indices],
             "images_sha256": digest,
         }
         _write(path, files, header)

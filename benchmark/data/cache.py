@@ -29,7 +29,7 @@ from benchmark.data.images import decode_images, resize_arrays
 from benchmark.data.settings import bad_image_policy, data_workers
 from benchmark.data.sources import SplitSource, domain_folder, images_folder, read_domain
 from benchmark.errors import XdkdError
-from benchmark.files import sha256_file, staged_directory
+from benchmark.files import note, read_manifest, set_aside, sha256_file, staged_directory
 from benchmark.locks import file_lock
 
 CACHE_VERSION = 1  # bump when decoding or resizing changes, so every cache rebuilds
@@ -43,19 +43,26 @@ def published_path(name: str, size: int, root: Path | None = None) -> Path:
 
 
 def _intact(path: Path) -> dict | None:
-    """The manifest of a whole, verified cache, else None."""
+    """The manifest of a whole, verified cache, else None (a damaged manifest is set aside,
+    a changed array named; the caller rebuilds)."""
+    manifest = read_manifest(path)
+    if manifest is None:
+        return None
     try:
-        manifest = json.loads((path / "manifest.json").read_text())
         for name, expected in manifest["files"].items():
             file = path / name
             if file.stat().st_size != expected["bytes"]:
-                return None
+                raise ValueError(f"{name} has {file.stat().st_size} bytes, not {expected['bytes']}")
             if expected["bytes"] <= FULL_HASH_BYTES:
                 if sha256_file(file) != expected["sha256"]:
-                    return None
+                    raise ValueError(f"{name} changed (sha256)")
             elif list(np.load(file, mmap_mode="r").shape) != expected["shape"]:
-                return None
-    except (OSError, ValueError, KeyError):
+                raise ValueError(f"{name} has another shape")
+    except (KeyError, TypeError, AttributeError):
+        set_aside(path / "manifest.json", "it does not list the cached arrays")
+        return None
+    except (OSError, ValueError) as error:
+        note(f"cache {path} is damaged ({error}); rebuilding it")
         return None
     return manifest
 

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from benchmark.data.schema import EmbeddedEntry, FamilyFile, PublishedEntry
 from benchmark.errors import XdkdError
-from benchmark.files import sha256_file, staged_directory
+from benchmark.files import note, read_manifest, set_aside, sha256_file, staged_directory
 from benchmark.locks import file_lock
 from benchmark.registry import unknown_name_message
 from benchmark.seeding import name_seed
@@ -74,7 +74,7 @@ def cache_dir() -> Path:
 
 @functools.cache
 def _registry(root: Path) -> dict[str, DomainInfo]:
-    from benchmark.config import validation_message  # one line: file:line: field: problem
+    from benchmark.suites import validation_message  # one line: file:line: field: problem
 
     domains: dict[str, DomainInfo] = {}
     for path in sorted(root.glob("*.yaml")):
@@ -140,6 +140,20 @@ def stratified_split(
     return np.sort(np.concatenate(kept)), np.sort(np.concatenate(held))
 
 
+def stratified_order(labels: np.ndarray, seed_name: str) -> np.ndarray:
+    """A seeded ordering of all indices whose every prefix is a class-stratified sample: the
+    k-th member (in a seeded shuffle) of a class of n images sits at (k + 1/2) / n, and the
+    indices are sorted by that position. The first m then hold each class within one image
+    of its share m * n_c / N, and a smaller sample is the prefix of a larger one."""
+    rng = np.random.default_rng(name_seed(seed_name))
+    position = np.empty(len(labels))
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        position[members] = (np.arange(len(members)) + 0.5) / len(members)
+    tie_break = rng.permutation(len(labels))  # classes at equal positions: a seeded order
+    return np.lexsort((tie_break, position))
+
+
 def split_indices(labels: np.ndarray, group: str) -> tuple[np.ndarray, np.ndarray]:
     """The published split: (train, test), TEST_FRACTION of every class in test."""
     return stratified_split(labels, group, TEST_FRACTION)
@@ -183,14 +197,20 @@ def build_domain(name: str, root: Path | None = None) -> Path:
 
 
 def _verified(path: Path) -> bool:
-    manifest_path = path / "manifest.json"
-    if not manifest_path.is_file():
+    """Whether the cache folder holds every array with the sha256 its manifest recorded; a
+    damaged manifest is set aside, a changed array named, and the domain is rebuilt."""
+    manifest = read_manifest(path)
+    if manifest is None:
         return False
-    manifest = json.loads(manifest_path.read_text())
-    return all(
-        (path / file).is_file() and sha256_file(path / file) == digest
-        for file, digest in manifest["sha256"].items()
-    )
+    digests = manifest.get("sha256")
+    if not isinstance(digests, dict) or set(digests) != {f"{k}.npy" for k in SPLIT_FILES}:
+        set_aside(path / "manifest.json", "it does not list the domain's arrays")
+        return False
+    for file, digest in digests.items():
+        if not (path / file).is_file() or sha256_file(path / file) != digest:
+            note(f"cache {path / file} is missing or changed; rebuilding {path.name}")
+            return False
+    return True
 
 
 def load_domain(name: str, root: Path | None = None, *, size: int = 32) -> DomainSplits:

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"})
 CHUNK = 64  # files per worker task: big enough to hide the hand-over, small enough to balance
@@ -54,8 +53,9 @@ def resize_arrays(images: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
-class _Chunks(Dataset):
-    """Item i: the decoded files of chunk i, and [(index in the chunk, reason)] for failures."""
+class _Chunks:
+    """Item i: the decoded files of chunk i, and [(index in the chunk, reason)] for failures
+    (a map-style dataset for torch's DataLoader, which takes any such object)."""
 
     def __init__(self, paths: list[Path], size: int) -> None:
         self.paths, self.size = paths, size
@@ -83,6 +83,8 @@ def decode_images(
 ) -> Iterator[tuple[np.ndarray, list[tuple[int, str]]]]:
     """(decoded images, [(index into `paths`, reason)]) chunk by chunk, in order; the images
     of a chunk are its readable files in order."""
+    from torch.utils.data import DataLoader
+
     chunks = _Chunks(paths, size)
     loader = DataLoader(
         chunks,

@@ -2,7 +2,7 @@
 DataLoader worker processes and moved to the device one batch at a time.
 
 A StreamSplit answers the same calls as a DeviceSplit (len, head, labels, take, in_order,
-host_images) and yields the same uint8 batches in the same order, so `batches()` draws the
+select, host_images) and yields the same uint8 batches in the same order, so a `Stream` draws the
 same permutation and augmentation from the same generator: streaming changes the speed of a
 run, never its numbers.
 """
@@ -63,6 +63,15 @@ class StreamSplit:
     def head(self, count: int) -> StreamSplit:
         return StreamSplit(
             self.images, self.rows[:count], self.labels[:count], self.device, self.size
+        )
+
+    def select(self, rows: np.ndarray, labels: np.ndarray | None = None) -> StreamSplit:
+        """The images at `rows` of this split, with `labels` instead of their own if given."""
+        rows = np.asarray(rows, dtype=np.int64)
+        index = torch.from_numpy(rows).to(self.labels.device)
+        new = self.labels[index] if labels is None else torch.from_numpy(labels).long()
+        return StreamSplit(
+            self.images, self.rows[rows], new.to(self.labels.device), self.device, self.size
         )
 
     def _load(self, groups: list[np.ndarray]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

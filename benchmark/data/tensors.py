@@ -55,6 +55,13 @@ class DeviceSplit:
         """The first `count` images (a view, no copy)."""
         return DeviceSplit(self.images[:count], self.labels[:count])
 
+    def select(self, rows: np.ndarray, labels: np.ndarray | None = None) -> DeviceSplit:
+        """The images at `rows`, with `labels` instead of their own when given (a task's
+        classes renumbered)."""
+        index = torch.from_numpy(np.asarray(rows, dtype=np.int64)).to(self.labels.device)
+        new = self.labels[index] if labels is None else torch.from_numpy(labels).long()
+        return DeviceSplit(self.images[index], new.to(self.labels.device))
+
     def take(
         self, order: torch.Tensor, batch_size: int
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -102,23 +109,58 @@ def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return ((warped - mean) * contrast + mean + brightness).clamp(-1, 1)
 
 
-def batches(
-    split: DeviceSplit | StreamSplit,
-    batch_size: int,
-    generator: torch.Generator,
-    augmented: bool,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """An endless stream of shuffled batches (a new permutation every pass, last partial
-    batch dropped), normalised and optionally augmented on the device."""
-    count = len(split)
-    batch_size = min(batch_size, count)
-    while True:
-        order = torch.randperm(count, generator=generator, device=generator.device)
-        for images, labels in split.take(order, batch_size):
-            images = normalize(images)
-            if augmented:
-                images = augment(images, generator)
-            yield images, labels
+class Stream:
+    """An endless stream of shuffled batches of one split (a new permutation every pass, the
+    last partial batch dropped), normalised and optionally augmented on the device.
+
+    Its position (the current permutation and how many of its batches were taken) is state
+    that a checkpoint saves and restores, so a resumed run draws exactly the batches the
+    uninterrupted one would have; the draws themselves come from the shared `generator`,
+    whose state the checkpoint keeps too."""
+
+    def __init__(
+        self,
+        split: DeviceSplit | StreamSplit,
+        batch_size: int,
+        generator: torch.Generator,
+        augmented: bool,
+    ) -> None:
+        self.split = split
+        self.batch_size = min(batch_size, len(split))
+        self.generator = generator
+        self.augmented = augmented
+        self.per_pass = len(split) // self.batch_size
+        self.order: torch.Tensor | None = None
+        self.position = 0
+        self._batches: Iterator[tuple[torch.Tensor, torch.Tensor]] | None = None
+
+    def _start(self, order: torch.Tensor, position: int) -> None:
+        self.order, self.position = order, position
+        self._batches = self.split.take(order[position * self.batch_size :], self.batch_size)
+
+    def __iter__(self) -> Stream:
+        return self
+
+    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._batches is None or self.position >= self.per_pass:
+            device = self.generator.device
+            self._start(torch.randperm(len(self.split), generator=self.generator, device=device), 0)
+        images, labels = next(self._batches)
+        self.position += 1
+        images = normalize(images)
+        if self.augmented:
+            images = augment(images, self.generator)
+        return images, labels
+
+    def state_dict(self) -> dict:
+        return {
+            "order": None if self.order is None else self.order.cpu(),
+            "position": self.position,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["order"] is not None:
+            self._start(state["order"].to(self.generator.device), state["position"])
 
 
 def ordered_batches(

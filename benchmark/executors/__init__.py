@@ -10,7 +10,7 @@ from typing import Literal
 
 import torch
 
-from benchmark.config import RunSpec
+from benchmark.config import EvalSpec, RunSpec
 from benchmark.executors.local import run_in_process, run_pool, worker_setups
 from benchmark.executors.plan import SweepSummary, plan_sweep
 from benchmark.executors.slurm import SlurmOptions, run_slurm
@@ -30,10 +30,15 @@ class ExecutorOptions:
 
 
 def run_sweep(
-    store: RunStore, specs: list[RunSpec], device: torch.device, options: ExecutorOptions
+    store: RunStore,
+    specs: list[RunSpec],
+    evaluation: EvalSpec,
+    device: torch.device,
+    options: ExecutorOptions,
 ) -> SweepSummary:
-    """Run every spec that has no record yet (and, with retry_failed, those that failed)."""
-    plan = plan_sweep(store, specs, options.retry_failed)
+    """Run every spec that has no record of this evaluation yet (and, with retry_failed,
+    those that failed); a trained run with another evaluation is evaluated again."""
+    plan = plan_sweep(store, specs, evaluation, options.retry_failed)
     if options.executor == "slurm":
         return run_slurm(store, plan, options.slurm, options.retry_failed, options.progress)
     setups = worker_setups(device, options.workers, options.jobs_per_gpu)

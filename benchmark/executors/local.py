@@ -30,6 +30,7 @@ from benchmark.config import RunSpec, TeacherSpec
 from benchmark.errors import XdkdError
 from benchmark.executors.plan import Scheduler, SweepPlan, SweepProgress, SweepSummary
 from benchmark.executors.tasks import Result, Task, execute
+from benchmark.failures import describe_exit, oom_kills
 from benchmark.harness import Harness
 from benchmark.store import RunStore
 
@@ -82,6 +83,7 @@ def worker_main(
     results,
 ) -> None:
     _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
     if os.getppid() != driver:  # the driver died while this process was starting
         return
     torch.set_num_threads(setup.threads)
@@ -108,7 +110,8 @@ class Worker:
         self.setup = setup
         self.tasks = context.Queue()
         self.current: Task | None = None
-        self.teacher_key: str | None = None
+        self.teacher_keys: tuple[str, ...] | None = None
+        self.oom_kills = oom_kills()
         self.process = self._start(context, root, retry_failed, results)
 
     def _start(self, context, root: Path, retry_failed: bool, results) -> BaseProcess:
@@ -141,9 +144,9 @@ def run_in_process(
     harness = Harness(store, device, progress=progress)
     scheduler = Scheduler(*plan.tasks)
     bar = SweepProgress(plan, progress)
-    teacher_key = None
+    teacher_keys = None
     while not scheduler.finished:
-        task = scheduler.next(teacher_key)
+        task = scheduler.next(teacher_keys)
         if task is None:  # only runs held by other processes are left
             time.sleep(POLL_S)
             continue
@@ -151,7 +154,7 @@ def run_in_process(
         result = execute(harness, task, retry_failed)
         scheduler.report(task, result)
         bar.finished(task, result)
-        teacher_key = task.teacher_key
+        teacher_keys = task.teacher_keys
     return bar.close(scheduler)
 
 
@@ -175,7 +178,7 @@ def run_pool(
         while not scheduler.finished:
             for worker in workers:
                 if worker.current is None:
-                    task = scheduler.next(worker.teacher_key)
+                    task = scheduler.next(worker.teacher_keys)
                     if task is not None:
                         worker.give(task)
             bar.update(scheduler)
@@ -187,6 +190,11 @@ def run_pool(
                         worker.index, worker.setup, context, store.root, retry_failed, results
                     )
                     _reassign(worker, store, scheduler, bar, deaths)
+    except KeyboardInterrupt:  # stop at once: checkpoints and records keep what was done
+        for worker in workers:
+            worker.process.kill()
+        bar.bar.close()
+        raise
     finally:
         for worker in workers:
             if worker.process.is_alive():
@@ -218,7 +226,7 @@ def _finish(
     if worker is None:
         return
     task, worker.current = worker.current, None
-    worker.teacher_key = task.teacher_key
+    worker.teacher_keys = task.teacher_keys
     scheduler.report(task, result)
     bar.finished(task, result)
 
@@ -235,15 +243,13 @@ def _reassign(
     if deaths[task.key] < MAX_WORKER_DEATHS:
         scheduler.requeue(task)
         return
-    reason = (
-        f"worker process died {deaths[task.key]} times while running it "
-        f"(last exit code {dead.process.exitcode}; out of memory?)"
-    )
+    why = describe_exit(dead.process.exitcode, dead.oom_kills, oom_kills())
+    reason = f"{why}, {deaths[task.key]} times while running it"
     error = XdkdError(reason)
     if task.kind == "run":
         store.write_error(RunSpec.model_validate_json(task.spec_json), error)
     else:
         store.write_teacher_error(TeacherSpec.model_validate_json(task.spec_json), error)
-    result = Result(task.key, "failed", f"XdkdError: {reason}")
+    result = Result(task.key, "failed", reason)
     scheduler.report(task, result)
     bar.finished(task, result)

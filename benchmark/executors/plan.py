@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from tqdm.auto import tqdm
 
-from benchmark.config import RunSpec, TeacherSpec
+from benchmark.config import EvalSpec, RunSpec, TeacherSpec
 from benchmark.executors.tasks import Result, Task
 from benchmark.store import RunStore
 
@@ -23,35 +23,46 @@ BUSY_RETRY_S = 2.0  # how long a run claimed by another process waits before it 
 @dataclass
 class SweepPlan:
     specs: list[RunSpec]
+    evaluation: EvalSpec
     todo: list[RunSpec]
     recorded: int
     not_retried: list[RunSpec]
     teachers: list[TeacherSpec]
+    reevaluate: int = 0  # of `todo`: trained already, only evaluated
 
     @property
     def tasks(self) -> tuple[list[Task], list[Task]]:
-        return [Task.for_teacher(t) for t in self.teachers], [Task.for_run(s) for s in self.todo]
+        teachers = [Task.for_teacher(t) for t in self.teachers]
+        return teachers, [Task.for_run(s, self.evaluation) for s in self.todo]
 
 
-def plan_sweep(store: RunStore, specs: list[RunSpec], retry_failed: bool) -> SweepPlan:
-    """Queue every spec in the store (spec.json), then sort out what is left to run: runs
-    without a record, less the failed ones unless `retry_failed`; teachers they need that
-    are not trained yet (a teacher that failed before only with `retry_failed`)."""
+def plan_sweep(
+    store: RunStore, specs: list[RunSpec], evaluation: EvalSpec, retry_failed: bool
+) -> SweepPlan:
+    """Queue every spec in the store (spec.json), then sort out what is left: runs without a
+    record of this evaluation (a trained run with another evaluation is only evaluated
+    again), less the failed ones unless `retry_failed`; teachers they need that are not
+    trained yet (a teacher that failed before only with `retry_failed`)."""
+    todo, not_retried, recorded, reevaluate = [], [], 0, 0
     for spec in specs:
         store.queue(spec)
-    unrecorded = [spec for spec in specs if not store.has_record(spec)]
-    failed = [spec for spec in unrecorded if store.has_error(spec)]
-    not_retried = [] if retry_failed else failed
-    skipped = {spec.key for spec in not_retried}
-    todo = [spec for spec in unrecorded if spec.key not in skipped]
-    recorded = len(specs) - len(unrecorded)
+        record = store.record(spec.key)
+        if record is not None and record.evaluation_key == evaluation.key:
+            recorded += 1
+        elif record is None and store.has_error(spec) and not retry_failed:
+            not_retried.append(spec)
+        else:
+            todo.append(spec)
+            reevaluate += record is not None
     teachers: dict[str, TeacherSpec] = {}
     for spec in todo:
-        teacher = spec.teacher_spec
-        if store.has_teacher(teacher) or (store.teacher_error(teacher) and not retry_failed):
-            continue
-        teachers.setdefault(teacher.key, teacher)
-    return SweepPlan(specs, todo, recorded, not_retried, list(teachers.values()))
+        for teacher in spec.teacher_specs:
+            if store.has_teacher(teacher) or (store.teacher_error(teacher) and not retry_failed):
+                continue
+            teachers.setdefault(teacher.key, teacher)
+    return SweepPlan(
+        specs, evaluation, todo, recorded, not_retried, list(teachers.values()), reevaluate
+    )
 
 
 @dataclass
@@ -81,7 +92,7 @@ class Scheduler:
     def queued(self) -> int:
         return len(self.runs) + len(self.deferred)
 
-    def next(self, affinity: str | None = None) -> Task | None:
+    def next(self, affinity: tuple[str, ...] | None = None) -> Task | None:
         """The next task for a worker that last used teacher `affinity`; None: nothing yet."""
         task = self._pick(affinity)
         if task is not None:
@@ -94,7 +105,9 @@ class Scheduler:
         if any(task.kind == "teacher" for task in self.in_flight.values()):
             return None
         if self.runs:
-            index = next((i for i, task in enumerate(self.runs) if task.teacher_key == affinity), 0)
+            index = next(
+                (i for i, task in enumerate(self.runs) if task.teacher_keys == affinity), 0
+            )
             return self.runs.pop(index)
         now = time.monotonic()
         for index, (ready, _) in enumerate(self.deferred):
@@ -126,6 +139,11 @@ class SweepProgress:
         self.bar = tqdm(total=len(plan.todo), desc="sweep", unit="run", disable=not enabled)
         if plan.recorded:
             tqdm.write(f"{plan.recorded} of {len(plan.specs)} runs already recorded, skipped")
+        if plan.reevaluate:
+            tqdm.write(
+                f"{plan.reevaluate} trained runs have another evaluation: evaluated again, "
+                "not trained"
+            )
         if plan.not_retried:
             tqdm.write(
                 f"{len(plan.not_retried)} runs failed before and are not retried "

@@ -25,7 +25,6 @@ from tqdm.auto import tqdm
 from benchmark.errors import XdkdError
 from benchmark.executors.plan import SweepPlan, SweepSummary
 from benchmark.executors.tasks import Task, execute
-from benchmark.harness import run_label
 from benchmark.store import RunStore
 
 POLL_S = 10.0
@@ -154,10 +153,11 @@ def _follow(
     waiting = {spec.key: spec for spec in plan.todo}
     while True:
         for key, spec in list(waiting.items()):
-            if store.has_record(spec):
+            record = store.record(key)
+            if record is not None and record.evaluation_key == plan.evaluation.key:
                 summary.done.append(key)
             elif store.has_error(spec) and not store.is_running(key):
-                summary.failed.append((key, run_label(spec), store.error(key)["error"]))
+                summary.failed.append((key, spec.label, store.error(key)["error"]))
             else:
                 continue
             del waiting[key]
@@ -168,5 +168,5 @@ def _follow(
         time.sleep(POLL_S)
     bar.close()
     for key in waiting:
-        summary.failed.append((key, run_label(waiting[key]), "its job ended without a record"))
+        summary.failed.append((key, waiting[key].label, "its job ended without a record"))
     return summary

@@ -25,6 +25,7 @@ from torch import nn
 from benchmark.methods.base import Batch
 from benchmark.methods.parts import probe_outputs
 from benchmark.models.features import ModelOutputs
+from benchmark.teachers import Teachers
 
 MIDDLE = Fraction(1, 2)
 
@@ -66,8 +67,8 @@ def conv_adapter(in_channels: int, out_channels: int) -> nn.Sequential:
 
 
 def probe_pair(
-    student: nn.Module, teacher: nn.Module, batch: Batch
+    student: nn.Module, teacher: Teachers, batch: Batch
 ) -> tuple[ModelOutputs, ModelOutputs]:
     """Student and teacher outputs on two images of the probe batch (shapes need no more)."""
     images = batch.all_images()[:2]
-    return probe_outputs(student, images), probe_outputs(teacher, images)
+    return probe_outputs(student, images), teacher.outputs(images)

@@ -27,12 +27,15 @@ from benchmark.methods.parts import (
     reverse_gradient,
 )
 from benchmark.methods.registry import METHODS
+from benchmark.protocols import Needs
+from benchmark.teachers import Teachers
 
 
 @METHODS.register("adversarial_kd")
 class AdversarialKD(Method):
     family = "cross-domain"
     paper = "Ganin et al. JMLR 2016, Domain-Adversarial Training of Neural Networks (+ KD)"
+    needs = Needs(target_images=True)
     defaults = {
         "temperature": 4.0,
         "ce_weight": 0.1,
@@ -40,18 +43,17 @@ class AdversarialKD(Method):
         "domain_weight": 1.0,
         "discriminator_hidden": 1024,
     }
-    protocols = ("uda", "labelled_target")
 
-    def setup(self, student: nn.Module, teacher: nn.Module | None, batch: Batch) -> None:
+    def setup(self, student: nn.Module, teacher: Teachers | None, batch: Batch) -> None:
         pooled = probe_outputs(student, batch.source_images).pooled
         self.discriminator = domain_discriminator(
             pooled.shape[1], self.params["discriminator_hidden"]
         ).to(pooled.device)
 
     def losses(
-        self, student: nn.Module, teacher: nn.Module | None, batch: Batch
+        self, student: nn.Module, teacher: Teachers | None, batch: Batch
     ) -> dict[str, torch.Tensor]:
-        step = distillation_step(student, teacher, batch, features=True)
+        step = distillation_step(self, student, teacher, batch, student_features=True)
         reversed_features = reverse_gradient(
             step.student_outputs.pooled, dann_lambda(batch.progress)
         )

@@ -31,6 +31,8 @@ from benchmark.methods.adapters import (
 )
 from benchmark.methods.base import Batch, Method, distillation_step
 from benchmark.methods.registry import METHODS
+from benchmark.protocols import Needs
+from benchmark.teachers import Teachers
 
 
 def attention_map(feature: torch.Tensor, p: float) -> torch.Tensor:
@@ -55,9 +57,10 @@ def at_loss(
 class AT(Method):
     family = "feature"
     paper = "Zagoruyko & Komodakis ICLR 2017, Paying More Attention to Attention"
+    needs = Needs(teacher="features", teachers="one")
     defaults = {"p": 2.0, "ce_weight": 1.0, "weight": 1000.0}
 
-    def setup(self, student: nn.Module, teacher: nn.Module | None, batch: Batch) -> None:
+    def setup(self, student: nn.Module, teacher: Teachers | None, batch: Batch) -> None:
         student_probe, teacher_probe = probe_pair(student, teacher, batch)
         pairs = match_stages(len(student_probe.stages), len(teacher_probe.stages))
         self.pairs = [
@@ -72,9 +75,11 @@ class AT(Method):
             )
 
     def losses(
-        self, student: nn.Module, teacher: nn.Module | None, batch: Batch
+        self, student: nn.Module, teacher: Teachers | None, batch: Batch
     ) -> dict[str, torch.Tensor]:
-        step = distillation_step(student, teacher, batch, features=True)
+        step = distillation_step(
+            self, student, teacher, batch, student_features=True, teacher_features=True
+        )
         student_out, teacher_out = step.student_outputs, step.teacher_outputs
         student_maps = [student_out.stages[s] for s, _ in self.pairs]
         teacher_maps = [teacher_out.stages[t] for _, t in self.pairs]

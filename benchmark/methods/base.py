@@ -1,15 +1,18 @@
 """The method interface: one small class per method, the training loop knows none of them.
 
-Per step a method receives the student, the frozen teacher and a `Batch`, and returns named
+Per step a method receives the student, the run's `Teachers` and a `Batch`, and returns named
 loss terms; the loop sums and logs them (mdistiller's contract). Hyperparameters are declared
-with the paper's defaults in `defaults`; trainable parts of a method's own (adapters,
-discriminators) are built in `setup`, from the shapes a probe batch produces, so no pair of
-networks needs shape settings.
+with the paper's defaults in `defaults`; what a method needs of a setting (target images or
+labels, the teachers' features, several teachers or targets) in `needs`, against which every
+protocol's grants are checked when a suite expands (`benchmark.protocols`). Trainable parts
+of a method's own (adapters, discriminators) are built in `setup`, from the shapes a probe
+batch produces, so no pair of networks needs shape settings.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, ClassVar
 
 import torch
@@ -18,23 +21,82 @@ from torch import nn
 
 from benchmark.errors import XdkdError
 from benchmark.models.features import ModelOutputs, forward_outputs
+from benchmark.protocols import Needs
+from benchmark.teachers import Teachers
 
-FAMILIES = ("baseline", "logit", "feature", "cross-domain", "transfer")
+FAMILIES = ("baseline", "logit", "feature", "cross-domain", "transfer", "multi-teacher")
+
+
+@dataclass
+class DomainBatch:
+    """One domain's minibatch (or one task's): images and, where granted, labels."""
+
+    name: str
+    images: torch.Tensor
+    labels: torch.Tensor | None = None
+
+
+def _cat(parts: list[torch.Tensor]) -> torch.Tensor:
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 @dataclass
 class Batch:
-    """One training step's data. Target labels are present only under `labelled_target`;
-    target images are absent under `zero_shot`."""
+    """One training step's data, one minibatch per domain (DomainBed's `minibatches`).
 
-    source_images: torch.Tensor
-    source_labels: torch.Tensor
-    target_images: torch.Tensor | None
-    target_labels: torch.Tensor | None
-    progress: float  # fraction of training done, 0..1, for ramps and warm-ups
+    sources: labelled, one per source domain (or task); targets: unlabelled target images, one
+    per target (none under zero_shot and in_domain); labelled_target: the labelled target
+    images the protocol grants (few-shot shots, or every target image), one per target.
+    `source_images`, `source_labels` and `target_images` join the domains for the methods
+    that treat them as one; `progress` is the fraction of training done, for ramps."""
+
+    sources: list[DomainBatch]
+    targets: list[DomainBatch] = field(default_factory=list)
+    labelled_target: list[DomainBatch] = field(default_factory=list)
+    progress: float = 0.0
+
+    @classmethod
+    def single(
+        cls,
+        source_images: torch.Tensor,
+        source_labels: torch.Tensor,
+        target_images: torch.Tensor | None = None,
+        target_labels: torch.Tensor | None = None,
+        progress: float = 0.0,
+    ) -> Batch:
+        """One source and one target; target labels, when given, as the labelled target."""
+        targets = [] if target_images is None else [DomainBatch("target", target_images)]
+        labelled = (
+            [DomainBatch("target", target_images, target_labels)]
+            if target_labels is not None
+            else []
+        )
+        return cls(
+            [DomainBatch("source", source_images, source_labels)], targets, labelled, progress
+        )
+
+    @cached_property
+    def source_images(self) -> torch.Tensor:
+        return _cat([b.images for b in self.sources])
+
+    @cached_property
+    def source_labels(self) -> torch.Tensor:
+        return _cat([b.labels for b in self.sources])
+
+    @cached_property
+    def target_images(self) -> torch.Tensor | None:
+        return _cat([b.images for b in self.targets]) if self.targets else None
+
+    @cached_property
+    def labelled_images(self) -> torch.Tensor | None:
+        return _cat([b.images for b in self.labelled_target]) if self.labelled_target else None
+
+    @cached_property
+    def labelled_labels(self) -> torch.Tensor | None:
+        return _cat([b.labels for b in self.labelled_target]) if self.labelled_target else None
 
     def all_images(self) -> torch.Tensor:
-        """Source images, then target images when the protocol grants them."""
+        """Source images, then unlabelled target images where the protocol grants them."""
         if self.target_images is None:
             return self.source_images
         return torch.cat([self.source_images, self.target_images])
@@ -46,17 +108,13 @@ class Method(nn.Module):
     family: ClassVar[str]
     paper: ClassVar[str]
     defaults: ClassVar[dict[str, Any]] = {}
-    protocols: ClassVar[tuple[str, ...]] = ("uda", "labelled_target", "zero_shot")
-    uses_teacher: ClassVar[bool] = True
+    needs: ClassVar[Needs] = Needs()
     trains_student: ClassVar[bool] = True
-    # Only an oracle sees target labels outside the `labelled_target` protocol; its rows are
-    # marked as references, never ranked.
-    needs_target_labels: ClassVar[bool] = False
     # A method that turns the teacher itself into the evaluated network (feature transfer)
     # gets the teacher's backbone as its student, whatever the suite's students are.
     student_is_teacher_architecture: ClassVar[bool] = False
 
-    def __init__(self, name: str, **params: Any) -> None:
+    def __init__(self, name: str, label_smoothing: float = 0.0, **params: Any) -> None:
         super().__init__()
         unknown = sorted(set(params) - set(self.defaults))
         if unknown:
@@ -66,12 +124,17 @@ class Method(nn.Module):
             )
         self.name = name
         self.params = {**self.defaults, **params}
+        self.label_smoothing = label_smoothing  # the recipe's, for every labelled CE
 
-    def setup(self, student: nn.Module, teacher: nn.Module | None, batch: Batch) -> None:
+    def cross_entropy(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy on labelled images, with the recipe's label smoothing."""
+        return F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
+
+    def setup(self, student: nn.Module, teacher: Teachers | None, batch: Batch) -> None:
         """Build the method's own trainable parts from a probe batch (none by default)."""
 
     def losses(
-        self, student: nn.Module, teacher: nn.Module | None, batch: Batch
+        self, student: nn.Module, teacher: Teachers | None, batch: Batch
     ) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
@@ -79,8 +142,8 @@ class Method(nn.Module):
 @dataclass
 class DistillationStep:
     """What most distillation losses start from: the student's logits on every image of the
-    batch, the frozen teacher's logits on the same images, cross-entropy on the labelled
-    source rows and, when asked, both networks' stage and pooled features."""
+    batch, the teachers' (ensemble) logits on the same images, cross-entropy on the labelled
+    source rows and, when asked, the student's and the teacher's stage and pooled features."""
 
     student_logits: torch.Tensor
     teacher_logits: torch.Tensor
@@ -91,17 +154,23 @@ class DistillationStep:
 
 
 def distillation_step(
-    student: nn.Module, teacher: nn.Module, batch: Batch, features: bool = False
+    method: Method,
+    student: nn.Module,
+    teacher: Teachers,
+    batch: Batch,
+    student_features: bool = False,
+    teacher_features: bool = False,
 ) -> DistillationStep:
-    """A training forward of the student and a gradient-free one of the frozen teacher."""
+    """A training forward of the student and a gradient-free one of the teacher(s), computed
+    once for all of a method's terms; stage and pooled features of either where asked (the
+    teacher's only where the protocol grants them)."""
     images = batch.all_images()
-    student_outputs = forward_outputs(student, images) if features else None
-    student_logits = student_outputs.logits if features else student(images)
-    with torch.no_grad():
-        teacher_outputs = forward_outputs(teacher, images) if features else None
-        teacher_logits = teacher_outputs.logits if features else teacher(images)
+    student_outputs = forward_outputs(student, images) if student_features else None
+    student_logits = student_outputs.logits if student_features else student(images)
+    teacher_outputs = teacher.outputs(images) if teacher_features else None
+    teacher_logits = teacher_outputs.logits if teacher_features else teacher(images)
     source_count = len(batch.source_labels)
-    source_ce = F.cross_entropy(student_logits[:source_count], batch.source_labels)
+    source_ce = method.cross_entropy(student_logits[:source_count], batch.source_labels)
     return DistillationStep(
         student_logits, teacher_logits, source_ce, source_count, student_outputs, teacher_outputs
     )

@@ -17,19 +17,21 @@ from benchmark.methods.base import Batch, Method, distillation_step
 from benchmark.methods.kd import kd_terms
 from benchmark.methods.parts import coral_loss
 from benchmark.methods.registry import METHODS
+from benchmark.protocols import Needs
+from benchmark.teachers import Teachers
 
 
 @METHODS.register("coral_kd")
 class CoralKD(Method):
     family = "cross-domain"
     paper = "Sun & Saenko ECCV-W 2016, Deep CORAL: Correlation Alignment (+ KD)"
+    needs = Needs(target_images=True)
     defaults = {"temperature": 4.0, "ce_weight": 0.1, "kd_weight": 0.9, "coral_weight": 1.0}
-    protocols = ("uda", "labelled_target")
 
     def losses(
-        self, student: nn.Module, teacher: nn.Module | None, batch: Batch
+        self, student: nn.Module, teacher: Teachers | None, batch: Batch
     ) -> dict[str, torch.Tensor]:
-        step = distillation_step(student, teacher, batch, features=True)
+        step = distillation_step(self, student, teacher, batch, student_features=True)
         pooled, source_count = step.student_outputs.pooled, step.source_count
         coral = coral_loss(pooled[:source_count], pooled[source_count:])
         return {**kd_terms(step, self.params), "coral": self.params["coral_weight"] * coral}

@@ -32,6 +32,8 @@ from torch import nn
 from benchmark.methods.adapters import probe_pair
 from benchmark.methods.base import Batch, Method, distillation_step
 from benchmark.methods.registry import METHODS
+from benchmark.protocols import Needs
+from benchmark.teachers import Teachers
 
 
 def crd_nce_loss(
@@ -75,6 +77,7 @@ class FifoQueue(nn.Module):
 class CRD(Method):
     family = "feature"
     paper = "Tian et al. ICLR 2020, Contrastive Representation Distillation"
+    needs = Needs(teacher="features", teachers="one")
     defaults = {
         "embed_dim": 128,
         "negatives": 16384,
@@ -83,7 +86,7 @@ class CRD(Method):
         "weight": 0.8,
     }
 
-    def setup(self, student: nn.Module, teacher: nn.Module | None, batch: Batch) -> None:
+    def setup(self, student: nn.Module, teacher: Teachers | None, batch: Batch) -> None:
         student_probe, teacher_probe = probe_pair(student, teacher, batch)
         dim, capacity = self.params["embed_dim"], self.params["negatives"]
         device = batch.source_images.device
@@ -93,9 +96,11 @@ class CRD(Method):
         self.teacher_queue = FifoQueue(capacity, dim, device)
 
     def losses(
-        self, student: nn.Module, teacher: nn.Module | None, batch: Batch
+        self, student: nn.Module, teacher: Teachers | None, batch: Batch
     ) -> dict[str, torch.Tensor]:
-        step = distillation_step(student, teacher, batch, features=True)
+        step = distillation_step(
+            self, student, teacher, batch, student_features=True, teacher_features=True
+        )
         student_out, teacher_out = step.student_outputs, step.teacher_outputs
         student_z = F.normalize(self.student_embed(student_out.pooled), dim=1)
         teacher_z = F.normalize(self.teacher_embed(teacher_out.pooled), dim=1)

@@ -31,6 +31,8 @@ from torch import nn
 from benchmark.methods.base import Batch, Method
 from benchmark.methods.parts import method_seed
 from benchmark.methods.registry import METHODS
+from benchmark.protocols import Needs
+from benchmark.teachers import Teachers
 
 
 def adaptive_label_smoothing(probs: torch.Tensor, top_k: int) -> torch.Tensor:
@@ -61,6 +63,7 @@ def information_maximisation_loss(probs: torch.Tensor) -> torch.Tensor:
 class DINE(Method):
     family = "cross-domain"
     paper = "Liang et al. CVPR 2022, DINE: Domain Adaptation from Black-box Predictors"
+    needs = Needs(teacher="probabilities", target_images=True)
     defaults = {
         "top_k": 1,
         "memory_momentum": 0.6,
@@ -69,21 +72,26 @@ class DINE(Method):
         "mix_weight": 1.0,
         "mix_alpha": 0.3,
     }
-    protocols = ("uda", "labelled_target")
 
-    def setup(self, student: nn.Module, teacher: nn.Module | None, batch: Batch) -> None:
+    def setup(self, student: nn.Module, teacher: Teachers | None, batch: Batch) -> None:
         self.rng = np.random.default_rng(method_seed())
 
+    def get_extra_state(self) -> dict:
+        """The mixup draws' generator, saved in checkpoints so a resumed run draws on."""
+        return {"rng": self.rng.bit_generator.state} if hasattr(self, "rng") else {}
+
+    def set_extra_state(self, state: dict) -> None:
+        if state:
+            self.rng.bit_generator.state = state["rng"]
+
     def losses(
-        self, student: nn.Module, teacher: nn.Module | None, batch: Batch
+        self, student: nn.Module, teacher: Teachers | None, batch: Batch
     ) -> dict[str, torch.Tensor]:
         images = batch.target_images
         logits = student(images)
         probs = F.softmax(logits, dim=1)
         with torch.no_grad():
-            smoothed = adaptive_label_smoothing(
-                F.softmax(teacher(images), dim=1), self.params["top_k"]
-            )
+            smoothed = adaptive_label_smoothing(teacher.probabilities(images), self.params["top_k"])
             updates = math.floor(self.params["memory_updates"] * batch.progress)
             memory = memory_target(
                 smoothed, probs.detach(), updates, self.params["memory_momentum"]

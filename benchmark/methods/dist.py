@@ -20,6 +20,7 @@ from torch import nn
 
 from benchmark.methods.base import Batch, Method, distillation_step
 from benchmark.methods.registry import METHODS
+from benchmark.teachers import Teachers
 
 
 def mean_pearson(first: torch.Tensor, second: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -52,9 +53,9 @@ class DIST(Method):
     defaults = {"beta": 1.0, "gamma": 1.0, "tau": 1.0, "ce_weight": 1.0}
 
     def losses(
-        self, student: nn.Module, teacher: nn.Module | None, batch: Batch
+        self, student: nn.Module, teacher: Teachers | None, batch: Batch
     ) -> dict[str, torch.Tensor]:
-        step = distillation_step(student, teacher, batch)
+        step = distillation_step(self, student, teacher, batch)
         p = self.params
         dist = dist_loss(step.student_logits, step.teacher_logits, p["beta"], p["gamma"], p["tau"])
         return {"ce": p["ce_weight"] * step.source_ce, "dist": dist}

@@ -21,6 +21,7 @@ from torch import nn
 
 from benchmark.methods.base import Batch, Method, distillation_step
 from benchmark.methods.registry import METHODS
+from benchmark.teachers import Teachers
 
 
 def _target_and_rest(log_probs: torch.Tensor, is_target: torch.Tensor) -> torch.Tensor:
@@ -69,9 +70,9 @@ class DKD(Method):
     }
 
     def losses(
-        self, student: nn.Module, teacher: nn.Module | None, batch: Batch
+        self, student: nn.Module, teacher: Teachers | None, batch: Batch
     ) -> dict[str, torch.Tensor]:
-        step = distillation_step(student, teacher, batch)
+        step = distillation_step(self, student, teacher, batch)
         target_labels = step.teacher_logits[step.source_count :].argmax(dim=1)
         labels = torch.cat([batch.source_labels, target_labels])
         p = self.params

@@ -19,13 +19,13 @@ body, a copy that never runs during training, keeps the teacher's BatchNorm stat
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from benchmark.errors import XdkdError
 from benchmark.methods.base import Batch, Method
 from benchmark.methods.registry import METHODS
-from benchmark.models.features import forward_outputs
+from benchmark.protocols import Needs
+from benchmark.teachers import Teachers
 
 
 def mismatched_tensors(student: nn.Module, teacher: nn.Module) -> list[str]:
@@ -44,33 +44,33 @@ def mismatched_tensors(student: nn.Module, teacher: nn.Module) -> list[str]:
 class FeatureTransfer(Method):
     family = "transfer"
     paper = "Donahue et al. ICML 2014 (DeCAF): a linear head on frozen teacher features"
+    needs = Needs(teacher="features", teachers="one", target_labels="few")
     defaults = {"source_weight": 1.0, "target_weight": 1.0}
-    protocols = ("labelled_target",)
     # The student must be the teacher's architecture: it becomes the teacher plus a new head.
     student_is_teacher_architecture = True
 
-    def setup(self, student: nn.Module, teacher: nn.Module | None, batch: Batch) -> None:
-        mismatched = mismatched_tensors(student, teacher)
+    def setup(self, student: nn.Module, teacher: Teachers | None, batch: Batch) -> None:
+        network = teacher.module()
+        mismatched = mismatched_tensors(student, network)
         if mismatched:
             raise XdkdError(
                 f"method '{self.name}' evaluates the teacher's network with a new head, so the "
                 f"student must have the teacher's architecture; {len(mismatched)} tensors "
                 f"differ (first: '{mismatched[0]}'): list the teacher's backbone as the student"
             )
-        student.load_state_dict(teacher.state_dict())
+        student.load_state_dict(network.state_dict())
         student.requires_grad_(False)
         student.get_classifier().requires_grad_(True)
 
     def losses(
-        self, student: nn.Module, teacher: nn.Module | None, batch: Batch
+        self, student: nn.Module, teacher: Teachers | None, batch: Batch
     ) -> dict[str, torch.Tensor]:
-        with torch.no_grad():
-            features = forward_outputs(teacher, batch.all_images()).pooled
-        logits = student.get_classifier()(features)
-        source_count = len(batch.source_labels)
+        count = len(batch.source_labels)
+        images = torch.cat([batch.source_images, batch.labelled_images])
+        logits = student.get_classifier()(teacher.outputs(images).pooled)
         return {
             "ce_source": self.params["source_weight"]
-            * F.cross_entropy(logits[:source_count], batch.source_labels),
+            * self.cross_entropy(logits[:count], batch.source_labels),
             "ce_target": self.params["target_weight"]
-            * F.cross_entropy(logits[source_count:], batch.target_labels),
+            * self.cross_entropy(logits[count:], batch.labelled_labels),
         }

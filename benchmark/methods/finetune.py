@@ -17,12 +17,13 @@ import logging
 import warnings
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from benchmark.methods.base import Batch, Method
 from benchmark.methods.parts import copy_matching_weights
 from benchmark.methods.registry import METHODS
+from benchmark.protocols import Needs
+from benchmark.teachers import Teachers
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +32,12 @@ log = logging.getLogger(__name__)
 class Finetune(Method):
     family = "transfer"
     paper = "Yosinski et al. NeurIPS 2014: initialise from the teacher, fine-tune on labels"
+    needs = Needs(teacher="features", teachers="one", target_labels="few")
     defaults = {"source_weight": 1.0, "target_weight": 1.0}
-    protocols = ("labelled_target",)
     student_is_teacher_architecture = True
 
-    def setup(self, student: nn.Module, teacher: nn.Module | None, batch: Batch) -> None:
-        self.copied_tensors = copy_matching_weights(teacher, student)
+    def setup(self, student: nn.Module, teacher: Teachers | None, batch: Batch) -> None:
+        self.copied_tensors = copy_matching_weights(teacher.module(), student)
         copied, total = len(self.copied_tensors), len(student.state_dict())
         message = f"{self.name}: copied {copied} of {total} student tensors from the teacher"
         if copied < total:
@@ -45,13 +46,13 @@ class Finetune(Method):
             log.info(message)
 
     def losses(
-        self, student: nn.Module, teacher: nn.Module | None, batch: Batch
+        self, student: nn.Module, teacher: Teachers | None, batch: Batch
     ) -> dict[str, torch.Tensor]:
-        logits = student(batch.all_images())
-        source_count = len(batch.source_labels)
+        count = len(batch.source_labels)
+        logits = student(torch.cat([batch.source_images, batch.labelled_images]))
         return {
             "ce_source": self.params["source_weight"]
-            * F.cross_entropy(logits[:source_count], batch.source_labels),
+            * self.cross_entropy(logits[:count], batch.source_labels),
             "ce_target": self.params["target_weight"]
-            * F.cross_entropy(logits[source_count:], batch.target_labels),
+            * self.cross_entropy(logits[count:], batch.labelled_labels),
         }

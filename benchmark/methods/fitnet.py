@@ -27,6 +27,8 @@ from benchmark.methods.adapters import (
 )
 from benchmark.methods.base import Batch, Method, distillation_step
 from benchmark.methods.registry import METHODS
+from benchmark.protocols import Needs
+from benchmark.teachers import Teachers
 
 
 def fitnet_loss(regressed_student: torch.Tensor, teacher_hint: torch.Tensor) -> torch.Tensor:
@@ -38,9 +40,10 @@ def fitnet_loss(regressed_student: torch.Tensor, teacher_hint: torch.Tensor) -> 
 class FitNet(Method):
     family = "feature"
     paper = "Romero et al. ICLR 2015, FitNets: Hints for Thin Deep Nets"
+    needs = Needs(teacher="features", teachers="one")
     defaults = {"ce_weight": 1.0, "weight": 100.0}
 
-    def setup(self, student: nn.Module, teacher: nn.Module | None, batch: Batch) -> None:
+    def setup(self, student: nn.Module, teacher: Teachers | None, batch: Batch) -> None:
         student_probe, teacher_probe = probe_pair(student, teacher, batch)
         self.student_stage = stage_at_depth(len(student_probe.stages), MIDDLE)
         self.teacher_stage = stage_at_depth(len(teacher_probe.stages), MIDDLE)
@@ -49,9 +52,11 @@ class FitNet(Method):
         self.regressor = conv_adapter(in_channels, out_channels).to(batch.source_images.device)
 
     def losses(
-        self, student: nn.Module, teacher: nn.Module | None, batch: Batch
+        self, student: nn.Module, teacher: Teachers | None, batch: Batch
     ) -> dict[str, torch.Tensor]:
-        step = distillation_step(student, teacher, batch, features=True)
+        step = distillation_step(
+            self, student, teacher, batch, student_features=True, teacher_features=True
+        )
         student_out, teacher_out = step.student_outputs, step.teacher_outputs
         hint = teacher_out.stages[self.teacher_stage]
         guided = resize_to(student_out.stages[self.student_stage], hint.shape[-2:])

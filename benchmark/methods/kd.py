@@ -14,6 +14,7 @@ from torch import nn
 
 from benchmark.methods.base import Batch, DistillationStep, Method, distillation_step
 from benchmark.methods.registry import METHODS
+from benchmark.teachers import Teachers
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float):
@@ -32,9 +33,9 @@ class KD(Method):
     defaults = {"temperature": 4.0, "ce_weight": 0.1, "kd_weight": 0.9}
 
     def losses(
-        self, student: nn.Module, teacher: nn.Module | None, batch: Batch
+        self, student: nn.Module, teacher: Teachers | None, batch: Batch
     ) -> dict[str, torch.Tensor]:
-        return kd_terms(distillation_step(student, teacher, batch), self.params)
+        return kd_terms(distillation_step(self, student, teacher, batch), self.params)
 
 
 def kd_terms(step: DistillationStep, params: dict) -> dict[str, torch.Tensor]:

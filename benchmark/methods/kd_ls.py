@@ -20,6 +20,7 @@ from torch import nn
 from benchmark.methods.base import Batch, Method, distillation_step
 from benchmark.methods.kd import kd_loss
 from benchmark.methods.registry import METHODS
+from benchmark.teachers import Teachers
 
 
 def standardise(logits: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
@@ -42,9 +43,9 @@ class KDLogitStandardisation(Method):
     defaults = {"temperature": 2.0, "ce_weight": 0.1, "kd_weight": 9.0}
 
     def losses(
-        self, student: nn.Module, teacher: nn.Module | None, batch: Batch
+        self, student: nn.Module, teacher: Teachers | None, batch: Batch
     ) -> dict[str, torch.Tensor]:
-        step = distillation_step(student, teacher, batch)
+        step = distillation_step(self, student, teacher, batch)
         kd = kd_ls_loss(step.student_logits, step.teacher_logits, self.params["temperature"])
         return {
             "ce": self.params["ce_weight"] * step.source_ce,

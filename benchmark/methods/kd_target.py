@@ -12,28 +12,28 @@ protocol grants them, are not used.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from benchmark.methods.base import Batch, Method
 from benchmark.methods.kd import kd_loss
 from benchmark.methods.registry import METHODS
+from benchmark.protocols import Needs
+from benchmark.teachers import Teachers
 
 
 @METHODS.register("kd_target")
 class KDTarget(Method):
     family = "cross-domain"
     paper = "Hinton et al. 2015 KD, applied to unlabelled target images only"
+    needs = Needs(target_images=True)
     defaults = {"temperature": 4.0, "ce_weight": 0.1, "kd_weight": 0.9}
-    protocols = ("uda", "labelled_target")
 
     def losses(
-        self, student: nn.Module, teacher: nn.Module | None, batch: Batch
+        self, student: nn.Module, teacher: Teachers | None, batch: Batch
     ) -> dict[str, torch.Tensor]:
         logits = student(batch.all_images())
         source_count = len(batch.source_labels)
-        with torch.no_grad():
-            teacher_logits = teacher(batch.target_images)
-        ce = F.cross_entropy(logits[:source_count], batch.source_labels)
+        teacher_logits = teacher(batch.target_images)
+        ce = self.cross_entropy(logits[:source_count], batch.source_labels)
         kd = kd_loss(logits[source_count:], teacher_logits, self.params["temperature"])
         return {"ce": self.params["ce_weight"] * ce, "kd": self.params["kd_weight"] * kd}

@@ -31,6 +31,8 @@ from benchmark.methods.base import Batch, Method
 from benchmark.methods.kd import kd_loss
 from benchmark.methods.parts import EmaCopy, method_seed
 from benchmark.methods.registry import METHODS
+from benchmark.protocols import Needs
+from benchmark.teachers import Teachers
 
 
 def confidence_mask(teacher_probs: torch.Tensor, threshold: float) -> torch.Tensor:
@@ -61,6 +63,7 @@ def class_balance_loss(student_probs: torch.Tensor, mask: torch.Tensor) -> torch
 class MeanTeacher(Method):
     family = "cross-domain"
     paper = "French et al. ICLR 2018, Self-ensembling for visual domain adaptation (+ KD)"
+    needs = Needs(target_images=True)
     defaults = {
         "ema_decay": 0.99,
         "confidence_threshold": 0.968,
@@ -70,14 +73,21 @@ class MeanTeacher(Method):
         "kd_weight": 1.0,
         "temperature": 4.0,
     }
-    protocols = ("uda", "labelled_target")
 
-    def setup(self, student: nn.Module, teacher: nn.Module | None, batch: Batch) -> None:
+    def setup(self, student: nn.Module, teacher: Teachers | None, batch: Batch) -> None:
         self.ema = EmaCopy(student, self.params["ema_decay"])
         self.view_generator = torch.Generator().manual_seed(method_seed())
 
+    def get_extra_state(self) -> dict:
+        """The EMA view's augmentation generator, saved in checkpoints."""
+        return {"views": self.view_generator.get_state()} if hasattr(self, "view_generator") else {}
+
+    def set_extra_state(self, state: dict) -> None:
+        if state:
+            self.view_generator.set_state(state["views"])
+
     def losses(
-        self, student: nn.Module, teacher: nn.Module | None, batch: Batch
+        self, student: nn.Module, teacher: Teachers | None, batch: Batch
     ) -> dict[str, torch.Tensor]:
         self.ema.update(student)
         source_logits = student(batch.source_images)
@@ -89,15 +99,14 @@ class MeanTeacher(Method):
         mask = confidence_mask(ema_probs, self.params["confidence_threshold"])
         unsupervised = self.params["unsupervised_weight"]
         terms = {
-            "ce": self.params["ce_weight"] * F.cross_entropy(source_logits, batch.source_labels),
+            "ce": self.params["ce_weight"] * self.cross_entropy(source_logits, batch.source_labels),
             "consistency": unsupervised * self_ensembling_loss(student_probs, ema_probs, mask),
             "class_balance": unsupervised
             * self.params["class_balance_weight"]
             * class_balance_loss(student_probs, mask),
         }
         if self.params["kd_weight"] > 0:
-            with torch.no_grad():
-                teacher_logits = teacher(batch.all_images())
+            teacher_logits = teacher(batch.all_images())
             student_logits = torch.cat([source_logits, target_logits])
             kd = kd_loss(student_logits, teacher_logits, self.params["temperature"])
             terms["kd"] = self.params["kd_weight"] * kd

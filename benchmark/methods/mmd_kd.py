@@ -21,12 +21,15 @@ from benchmark.methods.base import Batch, Method, distillation_step
 from benchmark.methods.kd import kd_terms
 from benchmark.methods.parts import gaussian_mmd
 from benchmark.methods.registry import METHODS
+from benchmark.protocols import Needs
+from benchmark.teachers import Teachers
 
 
 @METHODS.register("mmd_kd")
 class MMDKD(Method):
     family = "cross-domain"
     paper = "Long et al. ICML 2015, Deep Adaptation Networks (multi-kernel MMD) + KD"
+    needs = Needs(target_images=True)
     defaults = {
         "temperature": 4.0,
         "ce_weight": 0.1,
@@ -35,12 +38,11 @@ class MMDKD(Method):
         "kernel_mul": 2.0,
         "kernel_num": 5,
     }
-    protocols = ("uda", "labelled_target")
 
     def losses(
-        self, student: nn.Module, teacher: nn.Module | None, batch: Batch
+        self, student: nn.Module, teacher: Teachers | None, batch: Batch
     ) -> dict[str, torch.Tensor]:
-        step = distillation_step(student, teacher, batch, features=True)
+        step = distillation_step(self, student, teacher, batch, student_features=True)
         pooled, source_count = step.student_outputs.pooled, step.source_count
         mmd = gaussian_mmd(
             pooled[:source_count],

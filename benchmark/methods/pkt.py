@@ -20,6 +20,8 @@ from torch import nn
 
 from benchmark.methods.base import Batch, Method, distillation_step
 from benchmark.methods.registry import METHODS
+from benchmark.protocols import Needs
+from benchmark.teachers import Teachers
 
 
 def neighbour_probabilities(features: torch.Tensor, eps: float) -> torch.Tensor:
@@ -40,12 +42,15 @@ def pkt_loss(student: torch.Tensor, teacher: torch.Tensor, eps: float = 1e-7) ->
 class PKT(Method):
     family = "feature"
     paper = "Passalis & Tefas ECCV 2018, Probabilistic Knowledge Transfer"
+    needs = Needs(teacher="features", teachers="one")
     defaults = {"ce_weight": 1.0, "weight": 30000.0}
 
     def losses(
-        self, student: nn.Module, teacher: nn.Module | None, batch: Batch
+        self, student: nn.Module, teacher: Teachers | None, batch: Batch
     ) -> dict[str, torch.Tensor]:
-        step = distillation_step(student, teacher, batch, features=True)
+        step = distillation_step(
+            self, student, teacher, batch, student_features=True, teacher_features=True
+        )
         student_out, teacher_out = step.student_outputs, step.teacher_outputs
         pkt = pkt_loss(student_out.pooled, teacher_out.pooled)
         return {"ce": self.params["ce_weight"] * step.source_ce, "pkt": self.params["weight"] * pkt}

@@ -20,6 +20,8 @@ from torch import nn
 from benchmark.methods.base import Batch, Method, distillation_step
 from benchmark.methods.kd import kd_terms
 from benchmark.methods.registry import METHODS
+from benchmark.protocols import Needs
+from benchmark.teachers import Teachers
 
 
 def pseudo_label_loss(
@@ -36,6 +38,7 @@ def pseudo_label_loss(
 class PseudoLabelKD(Method):
     family = "cross-domain"
     paper = "Lee 2013 pseudo-labels, thresholded as in Sohn et al. NeurIPS 2020 (FixMatch), + KD"
+    needs = Needs(target_images=True)
     defaults = {
         "temperature": 4.0,
         "ce_weight": 0.1,
@@ -43,12 +46,11 @@ class PseudoLabelKD(Method):
         "pseudo_weight": 0.1,
         "threshold": 0.9,
     }
-    protocols = ("uda", "labelled_target")
 
     def losses(
-        self, student: nn.Module, teacher: nn.Module | None, batch: Batch
+        self, student: nn.Module, teacher: Teachers | None, batch: Batch
     ) -> dict[str, torch.Tensor]:
-        step = distillation_step(student, teacher, batch)
+        step = distillation_step(self, student, teacher, batch)
         count = step.source_count
         pseudo = pseudo_label_loss(
             step.student_logits[count:], step.teacher_logits[count:], self.params["threshold"]

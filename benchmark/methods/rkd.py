@@ -19,6 +19,8 @@ from torch import nn
 
 from benchmark.methods.base import Batch, Method, distillation_step
 from benchmark.methods.registry import METHODS
+from benchmark.protocols import Needs
+from benchmark.teachers import Teachers
 
 
 def pairwise_distances(embeddings: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
@@ -54,12 +56,15 @@ def rkd_angle_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor
 class RKD(Method):
     family = "feature"
     paper = "Park et al. CVPR 2019, Relational Knowledge Distillation"
+    needs = Needs(teacher="features", teachers="one")
     defaults = {"ce_weight": 1.0, "distance_weight": 25.0, "angle_weight": 50.0}
 
     def losses(
-        self, student: nn.Module, teacher: nn.Module | None, batch: Batch
+        self, student: nn.Module, teacher: Teachers | None, batch: Batch
     ) -> dict[str, torch.Tensor]:
-        step = distillation_step(student, teacher, batch, features=True)
+        step = distillation_step(
+            self, student, teacher, batch, student_features=True, teacher_features=True
+        )
         student_out, teacher_out = step.student_outputs, step.teacher_outputs
         distance = rkd_distance_loss(student_out.pooled, teacher_out.pooled)
         angle = rkd_angle_loss(student_out.pooled, teacher_out.pooled)

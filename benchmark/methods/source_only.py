@@ -7,23 +7,21 @@ report it as "source only").
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from benchmark.methods.base import Batch, Method
 from benchmark.methods.registry import METHODS
+from benchmark.protocols import Needs
+from benchmark.teachers import Teachers
 
 
 @METHODS.register("source_only")
 class SourceOnly(Method):
     family = "baseline"
     paper = "lower bound: cross-entropy on labelled source images"
-    defaults = {"label_smoothing": 0.0}
-    uses_teacher = False
+    needs = Needs(teacher=None)
 
     def losses(
-        self, student: nn.Module, teacher: nn.Module | None, batch: Batch
+        self, student: nn.Module, teacher: Teachers | None, batch: Batch
     ) -> dict[str, torch.Tensor]:
-        logits = student(batch.source_images)
-        smoothing = self.params["label_smoothing"]
-        return {"ce": F.cross_entropy(logits, batch.source_labels, label_smoothing=smoothing)}
+        return {"ce": self.cross_entropy(student(batch.source_images), batch.source_labels)}

@@ -19,6 +19,8 @@ from torch import nn
 
 from benchmark.methods.base import Batch, Method, distillation_step
 from benchmark.methods.registry import METHODS
+from benchmark.protocols import Needs
+from benchmark.teachers import Teachers
 
 
 def similarity_matrix(feature: torch.Tensor) -> torch.Tensor:
@@ -37,12 +39,15 @@ def sp_loss(student_map: torch.Tensor, teacher_map: torch.Tensor) -> torch.Tenso
 class SP(Method):
     family = "feature"
     paper = "Tung & Mori ICCV 2019, Similarity-Preserving Knowledge Distillation"
+    needs = Needs(teacher="features", teachers="one")
     defaults = {"ce_weight": 1.0, "weight": 3000.0}
 
     def losses(
-        self, student: nn.Module, teacher: nn.Module | None, batch: Batch
+        self, student: nn.Module, teacher: Teachers | None, batch: Batch
     ) -> dict[str, torch.Tensor]:
-        step = distillation_step(student, teacher, batch, features=True)
+        step = distillation_step(
+            self, student, teacher, batch, student_features=True, teacher_features=True
+        )
         student_out, teacher_out = step.student_outputs, step.teacher_outputs
         sp = sp_loss(student_out.stages[-1], teacher_out.stages[-1])
         return {"ce": self.params["ce_weight"] * step.source_ce, "sp": self.params["weight"] * sp}

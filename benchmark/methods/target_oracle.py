@@ -9,34 +9,32 @@ JMLR 2016 (their upper bound). Defaults: both cross-entropies with weight 1.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from benchmark.errors import XdkdError
 from benchmark.methods.base import Batch, Method
 from benchmark.methods.registry import METHODS
+from benchmark.protocols import Needs
+from benchmark.teachers import Teachers
 
 
 @METHODS.register("target_oracle")
 class TargetOracle(Method):
     family = "baseline"
     paper = "upper bound: cross-entropy on labelled target (and source) images (Ganin et al. 2016)"
+    needs = Needs(teacher=None, target_images=True, target_labels="all", oracle=True)
     defaults = {"source_weight": 1.0, "target_weight": 1.0}
-    protocols = ("uda", "labelled_target")
-    uses_teacher = False
-    needs_target_labels = True
 
     def losses(
-        self, student: nn.Module, teacher: nn.Module | None, batch: Batch
+        self, student: nn.Module, teacher: Teachers | None, batch: Batch
     ) -> dict[str, torch.Tensor]:
-        if batch.target_labels is None:
+        if batch.labelled_images is None:
             raise XdkdError(f"method '{self.name}' needs target labels, and the batch has none")
-        logits = student(batch.all_images())
-        source_logits = logits[: len(batch.source_labels)]
-        target_logits = logits[len(batch.source_labels) :]
+        count = len(batch.source_labels)
+        logits = student(torch.cat([batch.source_images, batch.labelled_images]))
         return {
             "ce_source": self.params["source_weight"]
-            * F.cross_entropy(source_logits, batch.source_labels),
+            * self.cross_entropy(logits[:count], batch.source_labels),
             "ce_target": self.params["target_weight"]
-            * F.cross_entropy(target_logits, batch.target_labels),
+            * self.cross_entropy(logits[count:], batch.labelled_labels),
         }

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from benchmark.methods.base import Method
 from benchmark.methods.registry import METHODS
+from benchmark.protocols import Needs
 
 
 @METHODS.register("teacher")
 class Teacher(Method):
     family = "baseline"
     paper = "reference row: the source-trained teacher, no student"
+    needs = Needs(teacher=None)
     trains_student = False

@@ -33,6 +33,8 @@ from benchmark.methods.adapters import (
 )
 from benchmark.methods.base import Batch, Method, distillation_step
 from benchmark.methods.registry import METHODS
+from benchmark.protocols import Needs
+from benchmark.teachers import Teachers
 
 
 def vid_loss(
@@ -57,9 +59,10 @@ def mean_regressor(in_channels: int, out_channels: int) -> nn.Sequential:
 class VID(Method):
     family = "feature"
     paper = "Ahn et al. CVPR 2019, Variational Information Distillation for Knowledge Transfer"
+    needs = Needs(teacher="features", teachers="one")
     defaults = {"init_variance": 5.0, "eps": 1e-5, "ce_weight": 1.0, "weight": 1.0}
 
-    def setup(self, student: nn.Module, teacher: nn.Module | None, batch: Batch) -> None:
+    def setup(self, student: nn.Module, teacher: Teachers | None, batch: Batch) -> None:
         student_probe, teacher_probe = probe_pair(student, teacher, batch)
         self.pairs = match_stages(len(student_probe.stages), len(teacher_probe.stages))
         channels = [
@@ -75,9 +78,11 @@ class VID(Method):
         )
 
     def losses(
-        self, student: nn.Module, teacher: nn.Module | None, batch: Batch
+        self, student: nn.Module, teacher: Teachers | None, batch: Batch
     ) -> dict[str, torch.Tensor]:
-        step = distillation_step(student, teacher, batch, features=True)
+        step = distillation_step(
+            self, student, teacher, batch, student_features=True, teacher_features=True
+        )
         student_out, teacher_out = step.student_outputs, step.teacher_outputs
         per_stage = []
         for (s, t), regressor, raw in zip(

@@ -1,0 +1,228 @@
+"""Evaluation of a trained run: its saved student (or, for the `teacher` row, its teachers'
+ensemble) under an `EvalSpec`, into a record. Training is never repeated here, so a new
+corruption, held-out list or floor is applied to finished runs by evaluating again.
+
+Per scored item (each target, or each task) the record gets target accuracy, ECE and NLL
+(`target_acc/<item>`, their means as `target_acc` ... when there are several), source
+accuracy, accuracy on every held-out domain, the teachers' accuracy and knowledge recovery,
+robustness on the item's stratified robustness set, and cost. For every selection rule's
+epoch the clean metrics again (`selected`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from benchmark.config import EvalSpec, RunRecord, RunSpec
+from benchmark.cost import model_cost
+from benchmark.data.provider import SplitProvider
+from benchmark.data.setting import RunSplits
+from benchmark.evaluate import accuracy, clean_metrics, predict
+from benchmark.provenance import device_description, provenance
+from benchmark.robustness import resolve_corruptions, robustness_summary
+from benchmark.teachers import EnsembleNetwork, Member
+
+
+@dataclass
+class TrainedTeacher:
+    """A run's teacher as evaluation needs it: the member and its recorded info."""
+
+    member: Member
+    info: dict
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else math.nan
+
+
+def _named_means(per_item: dict[str, dict[str, float]], prefix: str) -> dict[str, float]:
+    """{prefix_acc: mean, prefix_acc/item: value, ...} (per item only when there are several)."""
+    out: dict[str, float] = {}
+    for key in ("acc", "ece", "nll"):
+        values = {name: m[key] for name, m in per_item.items() if key in m}
+        if not values:
+            continue
+        out[f"{prefix}_{key}"] = _mean(list(values.values()))
+        if len(values) > 1:
+            out |= {f"{prefix}_{key}/{name}": v for name, v in values.items()}
+    return out
+
+
+def clean_block(
+    network: nn.Module, splits: RunSplits, evaluation: EvalSpec, batch_size: int
+) -> tuple[dict[str, float], dict[str, float]]:
+    """(clean metrics, accuracy per domain or task) of one network."""
+    scored = {p.name: clean_metrics(network, p.split, batch_size) for p in splits.scored_test()}
+    sources = {
+        p.name: {"acc": accuracy(network, p.split, batch_size)} for p in splits.source_test()
+    }
+    heldout = {
+        p.name: accuracy(network, p.split, batch_size)
+        for p in splits.heldout_test(evaluation.heldout)
+    }
+    metrics = _named_means(scored, "target") | _named_means(sources, "source")
+    if heldout:
+        metrics["heldout_mean_acc"] = _mean(list(heldout.values()))
+    per_domain = {name: m["acc"] for name, m in scored.items()}
+    per_domain |= {name: m["acc"] for name, m in sources.items()} | heldout
+    return metrics, per_domain
+
+
+def robustness_block(
+    network: nn.Module,
+    splits: RunSplits,
+    provider: SplitProvider,
+    evaluation: EvalSpec,
+    batch_size: int,
+) -> tuple[dict, dict[str, float]]:
+    """Robustness on each scored item's robustness set: blocks per item, metrics averaged."""
+    if not (evaluation.corruptions and evaluation.corruption_images):
+        return {}, {}
+    names = resolve_corruptions(evaluation.corruptions)
+    blocks, flat = {}, {}
+    for item in splits.items():
+        keep, labels = splits.robustness_labels(item)
+        clean, corrupted = provider.corrupted(
+            item[1], splits.size, evaluation.corruption_images, names, keep, labels
+        )
+        blocks[item[0]], flat[item[0]] = robustness_summary(network, clean, corrupted, batch_size)
+    metrics = {}
+    for key in sorted({k for values in flat.values() for k in values}):
+        values = {name: v[key] for name, v in flat.items() if key in v}
+        metrics[key] = _mean(list(values.values()))
+        if len(values) > 1:
+            metrics |= {f"{key}/{name}": v for name, v in values.items()}
+    return {"items": blocks}, metrics
+
+
+def teacher_target_accuracy(member: Member, splits: RunSplits, batch_size: int) -> float:
+    """A teacher's accuracy on the scored items it knows (a task teacher: its own task), its
+    predictions read in the student's numbering."""
+    accuracies = []
+    for part in splits.scored_test():
+        if member.columns is not None and part.name != member.name:
+            continue
+        logits, labels = predict(member.model, part.split, batch_size)
+        predicted = logits.argmax(1)
+        if member.columns is not None:
+            predicted = torch.tensor(member.columns, device=predicted.device)[predicted]
+        accuracies.append(float((predicted == labels).float().mean()))
+    return _mean(accuracies)
+
+
+def teacher_rows(
+    teachers: list[TrainedTeacher], splits: RunSplits, floor: float, batch_size: int
+) -> list[dict]:
+    """What the record says of each teacher: key, in-domain accuracy against the floor, and
+    its accuracy on the items it knows."""
+    rows = []
+    for teacher in teachers:
+        info = teacher.info
+        rows.append(
+            {
+                "name": teacher.member.name,
+                "key": info["key"],
+                "sources": info["sources"],
+                "classes": info.get("classes"),
+                "source_accuracy": info["source_accuracy"],
+                "target_accuracy": teacher_target_accuracy(teacher.member, splits, batch_size),
+                "below_floor": info["source_accuracy"] < floor,
+                "floor": floor,
+                "train_wall_time_s": info["train_wall_time_s"],
+                "params": info["params"],
+            }
+        )
+    return rows
+
+
+def evaluate_run(
+    spec: RunSpec,
+    evaluation: EvalSpec,
+    network: nn.Module,
+    training: dict | None,
+    states: dict[int, dict[str, torch.Tensor]],
+    teachers: list[TrainedTeacher],
+    provider: SplitProvider,
+    device: torch.device,
+    batch_size: int = 512,
+) -> RunRecord:
+    """The record of a run whose training is done: `network` holds the last epoch's weights
+    (the teachers' ensemble for the teacher row), `states` the weights of the epochs the
+    selection rules chose."""
+    started = time.perf_counter()
+    splits = RunSplits(provider, spec)
+    members = [t.member for t in teachers]
+    metrics, per_domain = clean_block(network, splits, evaluation, batch_size)
+    ensemble = EnsembleNetwork(members, len(splits.classes)).to(device).eval()
+    teacher_metrics, _ = clean_block(ensemble, splits, evaluation, batch_size)
+    metrics["teacher_target_acc"] = teacher_metrics["target_acc"]
+    metrics["knowledge_recovery"] = metrics["target_acc"] / max(
+        teacher_metrics["target_acc"], 1e-12
+    )
+    robustness, robust_metrics = robustness_block(network, splits, provider, evaluation, batch_size)
+    metrics |= robust_metrics | model_cost(network, spec.image_size, device)
+    if training is not None:
+        metrics["train_wall_time_s"] = training["train_wall_time_s"]
+        metrics["method_params"] = float(training["method_params"])
+        metrics["peak_memory_mb"] = training["peak_memory_mb"]
+    else:  # the teacher row: its training is the teachers'
+        metrics["train_wall_time_s"] = sum(t.info["train_wall_time_s"] for t in teachers)
+    selected = {}
+    selections = (training or {}).get("selections", {})
+    last = training["epochs"] if training else None
+    for rule, epoch in selections.items():
+        if epoch == last:
+            clean = {
+                k: v for k, v in metrics.items() if k.startswith(("target_", "source_", "heldout_"))
+            }
+            clean.pop("teacher_target_acc", None)
+        else:
+            chosen = _copy_with(network, states[epoch])
+            clean, _ = clean_block(chosen, splits, evaluation, batch_size)
+        clean["knowledge_recovery"] = clean["target_acc"] / max(
+            teacher_metrics["target_acc"], 1e-12
+        )
+        selected[rule] = {"epoch": float(epoch), **clean}
+    record_training = dict(training or {})
+    record_training.pop("weights", None)
+    record_training.pop("key", None)
+    curves = record_training.pop("curves", {})
+    saw = record_training.pop("saw", None) or splits.saw(oracle=False)
+    record_training.pop("selections", None)
+    record_training.pop("notes", None)
+    evaluation_seconds = time.perf_counter() - started
+    return RunRecord(
+        key=spec.key,
+        spec=spec,
+        evaluation=evaluation,
+        evaluation_key=evaluation.key,
+        saw={**saw, "teachers": [t.info["key"] for t in teachers]},
+        teachers=teacher_rows(teachers, splits, evaluation.teacher_floor, batch_size),
+        curves=curves,
+        selections=selections,
+        metrics={k: v for k, v in metrics.items() if not math.isnan(v)},
+        selected={
+            rule: {k: v for k, v in values.items() if not math.isnan(v)}
+            for rule, values in selected.items()
+        },
+        robustness=robustness,
+        per_domain=per_domain,
+        training={**record_training, "evaluation_wall_time_s": evaluation_seconds},
+        notes=(training or {}).get("notes", {}),
+        wall_time_s=metrics["train_wall_time_s"] + evaluation_seconds,
+        device=device_description(device),
+        provenance=provenance(),
+    )
+
+
+def _copy_with(network: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
+    import copy
+
+    chosen = copy.deepcopy(network)
+    chosen.load_state_dict(state)
+    return chosen.eval()

@@ -1,0 +1,181 @@
+"""A run's teachers, as a method sees them: a named collection with an ensemble view, read
+through the access the protocol grants.
+
+`Teachers(images)` is the ensemble's logits: the mean of the teachers' logits (Hinton et al.
+2015 distil from an ensemble this way), each teacher's classes placed in the student's class
+space when the teachers learnt class subsets (the mean over the teachers that know a class);
+a single-teacher method therefore distils from the ensemble under `multi_source` or
+`multi_task` without knowing it. `probabilities` is the mean of the teachers' probabilities
+(the view a set of black boxes offers), `outputs` one teacher's stage and pooled features,
+`module` its weights.
+
+Access is enforced, not promised: under `teacher_access: probabilities` the collection
+answers `probabilities` and nothing else, under `logits` no features or weights. The
+networks are held in a closure, not in an attribute a method could read, and every call runs
+without gradients on teachers kept frozen in eval mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from benchmark.errors import XdkdError
+from benchmark.models.features import ModelOutputs, forward_outputs
+from benchmark.protocols import ACCESS_LEVELS
+
+
+class TeacherAccessError(XdkdError):
+    """A method asked a teacher for more than the protocol grants."""
+
+
+@dataclass(frozen=True)
+class Member:
+    """One teacher: its name (source domain or task), frozen network, and the student class
+    of each of its outputs (None: the student's numbering)."""
+
+    name: str
+    model: nn.Module
+    columns: list[int] | None = None
+
+
+def freeze(model: nn.Module) -> nn.Module:
+    """A teacher is never updated: eval mode (BatchNorm statistics fixed), no gradients."""
+    model.eval()
+    for param in model.parameters():
+        param.requires_grad_(False)
+    return model
+
+
+def _placed(values: list[torch.Tensor], columns: list[list[int] | None], classes: int):
+    """Each teacher's (B, its classes) values in the student's columns; the mean over the
+    teachers that have a column."""
+    if all(c is None for c in columns):
+        return torch.stack(values).mean(0)
+    total = values[0].new_zeros(values[0].shape[0], classes)
+    count = values[0].new_zeros(classes)
+    for value, cols in zip(values, columns, strict=True):
+        index = (
+            torch.arange(classes, device=value.device)
+            if cols is None
+            else torch.tensor(cols, device=value.device)
+        )
+        total[:, index] += value
+        count[index] += 1
+    return total / count.clamp_min(1)
+
+
+class Teachers:
+    """The teachers of one run (see the module docstring)."""
+
+    def __init__(self, members: list[Member], num_classes: int, access: str = "features") -> None:
+        if access not in ACCESS_LEVELS:
+            raise ValueError(f"unknown teacher access '{access}'")
+        self.names = [m.name for m in members]
+        self.num_classes = num_classes
+        self.access = access
+        self._columns = [m.columns for m in members]
+        self._forward: Callable[[str, str, torch.Tensor], object] = _closure(members)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def columns(self, name: str) -> list[int]:
+        """The student class of each of a teacher's outputs (all classes, in order, for a
+        teacher of the whole family)."""
+        cols = self._columns[self.names.index(self._name(name))]
+        return list(range(self.num_classes)) if cols is None else list(cols)
+
+    def _allow(self, needed: str, what: str) -> None:
+        if ACCESS_LEVELS.index(needed) > ACCESS_LEVELS.index(self.access):
+            raise TeacherAccessError(
+                f"this run grants the teacher's {self.access} only (teacher_access: "
+                f"{self.access}); a method may not read its {what}"
+            )
+
+    def _name(self, name: str | None) -> str:
+        if name is None:
+            if len(self.names) != 1:
+                raise TeacherAccessError(
+                    f"this run has {len(self.names)} teachers ({', '.join(self.names)}); "
+                    "name one, or use the ensemble's logits or probabilities"
+                )
+            return self.names[0]
+        if name not in self.names:
+            raise KeyError(f"no teacher '{name}'; the teachers are {', '.join(self.names)}")
+        return name
+
+    # --- views -----------------------------------------------------------------------------
+
+    def member_logits(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Each teacher's logits over its own classes."""
+        self._allow("logits", "logits")
+        return {name: self._forward(name, "logits", images) for name in self.names}
+
+    def member_probabilities(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Each teacher's class probabilities over its own classes."""
+        return {name: self._forward(name, "probabilities", images) for name in self.names}
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """The ensemble's logits in the student's class space."""
+        per_teacher = list(self.member_logits(images).values())
+        return _placed(per_teacher, self._columns, self.num_classes)
+
+    __call__ = logits
+
+    def probabilities(self, images: torch.Tensor) -> torch.Tensor:
+        """The mean of the teachers' probabilities in the student's class space (rows sum to
+        1 again where the teachers know different classes)."""
+        per_teacher = list(self.member_probabilities(images).values())
+        placed = _placed(per_teacher, self._columns, self.num_classes)
+        return placed / placed.sum(1, keepdim=True)
+
+    def outputs(self, images: torch.Tensor, name: str | None = None) -> ModelOutputs:
+        """One teacher's stage features, pooled features and logits."""
+        self._allow("features", "features")
+        return self._forward(self._name(name), "outputs", images)
+
+    def module(self, name: str | None = None) -> nn.Module:
+        """One teacher's frozen network itself (white box: weights and architecture)."""
+        self._allow("features", "weights")
+        return self._forward(self._name(name), "module", None)
+
+    def forward_intermediates(self, *args, **kwargs):
+        raise TeacherAccessError(
+            "use teachers.outputs(images) for a teacher's features (where the protocol grants them)"
+        )
+
+
+def _closure(members: list[Member]) -> Callable[[str, str, torch.Tensor | None], object]:
+    """A function answering (teacher, view, images): the networks live only in here."""
+    models = {m.name: m.model for m in members}
+
+    @torch.no_grad()
+    def forward(name: str, view: str, images: torch.Tensor | None):
+        model = models[name]
+        if view == "module":
+            return model
+        if view == "outputs":
+            return forward_outputs(model, images)
+        logits = model(images)
+        return logits.softmax(1) if view == "probabilities" else logits
+
+    return forward
+
+
+class EnsembleNetwork(nn.Module):
+    """The teachers' ensemble as one network (mean logits in the student's class space), for
+    evaluating the `teacher` reference row with the code that evaluates students."""
+
+    def __init__(self, members: list[Member], num_classes: int) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(m.model for m in members)
+        self.columns = [m.columns for m in members]
+        self.num_classes = num_classes
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        values = [model(images) for model in self.members]
+        return _placed(values, self.columns, self.num_classes)
