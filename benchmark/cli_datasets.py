@@ -84,6 +84,8 @@ def _show(args: argparse.Namespace) -> int:
 
     if not args.domain:
         raise XdkdError("xdkd datasets show needs a DOMAIN, e.g. xdkd datasets show mnistm")
+    if args.count < 1:
+        raise XdkdError(f"--count {args.count}: a grid needs 1 image or more, e.g. --count 64")
     info = domain_info(args.domain)
     splits = load_domain(args.domain, size=args.size)
     images = splits.train_images if args.split == "train" else splits.test_images

@@ -13,16 +13,22 @@ from torch import nn
 from benchmark.config import Suite
 from benchmark.errors import XdkdError
 from benchmark.methods import METHODS, Batch, Method
+from benchmark.methods.amalgamation import placed_logits
+from benchmark.methods.base import DomainBatch
 from benchmark.methods.dine import (
     adaptive_label_smoothing,
     information_maximisation_loss,
     memory_target,
 )
+from benchmark.methods.ensemble_kd import ensemble_distribution, in_student_columns
+from benchmark.methods.kd3a import confidence_gate, consensus_focus, knowledge_vote
 from benchmark.methods.mean_teacher import (
     class_balance_loss,
     confidence_mask,
     self_ensembling_loss,
 )
+from benchmark.methods.mme import cosine_logits, minimax_entropy_loss
+from benchmark.methods.mt_mtda import progressive_beta
 from benchmark.methods.parts import (
     EmaCopy,
     coral_loss,
@@ -31,6 +37,7 @@ from benchmark.methods.parts import (
     reverse_gradient,
 )
 from benchmark.methods.pseudo_label_kd import pseudo_label_loss
+from benchmark.models.features import forward_outputs
 from benchmark.protocols import grants, unmet
 from benchmark.suites import expand
 from benchmark.teachers import Member, TeacherAccessError, Teachers, freeze
@@ -45,7 +52,7 @@ NEED_TARGET_IMAGES = [
     "pseudo_label_kd",
     "dine",
 ]
-NEED_TARGET_LABELS = ["finetune", "feature_transfer"]
+NEED_TARGET_LABELS = ["finetune", "feature_transfer", "mme"]
 ALL_OURS = NEED_TARGET_IMAGES + NEED_TARGET_LABELS
 
 
@@ -324,3 +331,191 @@ def test_adversarial_kd_sizes_its_discriminator_from_any_student():
     assert method.discriminator[0].in_features == student.num_features
     sum(method.losses(student, teacher, batch).values()).backward()
     assert method.discriminator[0].weight.grad is not None
+
+
+# --- multi-teacher methods and MME -------------------------------------------------------
+
+
+def task_teachers(access: str = "features") -> Teachers:
+    """Two teachers of five classes each, on interleaved student columns."""
+    members = [
+        Member("even", freeze(timm.create_model("lenet", num_classes=5)), [0, 2, 4, 6, 8]),
+        Member("odd", freeze(timm.create_model("lenet", num_classes=5)), [1, 3, 5, 7, 9]),
+    ]
+    return Teachers(members, 10, access)
+
+
+def two_target_batch(progress: float = 0.5) -> Batch:
+    gen = torch.Generator().manual_seed(0)
+
+    def images() -> torch.Tensor:
+        return torch.randn(4, 3, 32, 32, generator=gen).clamp(-1, 1)
+
+    source = DomainBatch("source", images(), torch.randint(0, 10, (4,), generator=gen))
+    return Batch([source], [DomainBatch("t0", images()), DomainBatch("t1", images())], [], progress)
+
+
+# three teachers, three classes, gate 0.9: image 0: teachers 0 and 1 confident on class 0,
+# teacher 2 unsure; image 1: teacher 1 confident on class 1, teacher 2 on class 2 (a tie, the
+# larger top probability, 0.98, wins); image 2: nobody confident.
+VOTES = torch.tensor(
+    [
+        [[0.95, 0.03, 0.02], [0.50, 0.30, 0.20], [0.40, 0.30, 0.30]],
+        [[0.92, 0.05, 0.03], [0.02, 0.96, 0.02], [0.30, 0.40, 0.30]],
+        [[0.10, 0.85, 0.05], [0.01, 0.01, 0.98], [0.30, 0.30, 0.40]],
+    ],
+    dtype=torch.float64,
+)
+
+
+def test_knowledge_vote_consensus_and_weights_on_three_teachers_by_hand():
+    knowledge, weight = knowledge_vote(VOTES, 0.9)
+    # image 0: two of three agree on class 0, their mean vector; image 1: class 2 alone
+    assert weight.tolist() == pytest.approx([2 / 3, 1 / 3, 0.0])
+    assert knowledge[0].tolist() == pytest.approx([0.935, 0.04, 0.025])
+    assert knowledge[1].tolist() == pytest.approx([0.01, 0.01, 0.98])
+    assert knowledge[2].tolist() == pytest.approx(VOTES[:, 2].mean(0).tolist())  # weight 0
+    assert knowledge_vote(VOTES, 0.99)[1].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_consensus_focus_is_the_leave_one_out_drop_in_quality():
+    # quality (summed weights) 2/3 + 1/3 = 1. Without teacher 0 or 1: 1/3 + 1/3 (drop 1/3
+    # each); without teacher 2: 2/3 + 1/3 (teacher 1 takes image 1 over; drop 0)
+    focus = consensus_focus(VOTES, 0.9)
+    assert focus.tolist() == pytest.approx([0.5, 0.5, 0.0])
+    # with those weights teacher 1 alone decides image 1, teachers 0 and 1 carry image 0
+    knowledge, weight = knowledge_vote(VOTES, 0.9, focus)
+    assert weight.tolist() == pytest.approx([1.0, 0.5, 0.0])
+    assert int(knowledge[1].argmax()) == 1
+    # nobody confident: no quality to share, the weights stay uniform
+    assert consensus_focus(VOTES, 0.99).tolist() == pytest.approx([1 / 3] * 3)
+
+
+def test_kd3a_gate_rises_and_its_mixup_draws_replay_from_the_global_generator():
+    assert [confidence_gate(p, 0.9, 0.95) for p in (0.0, 0.5, 1.0)] == pytest.approx(
+        [0.9, 0.925, 0.95]
+    )
+    sources = [Member(f"s{i}", freeze(network("lenet", i + 1))) for i in range(3)]
+    black_boxes = Teachers(sources, 10, "probabilities")
+    student, batch = network("lenet", 0), tiny_batch(labelled=False)
+    method = make("kd3a", gate_start=0.0, gate_end=0.0)  # every teacher votes
+    method.setup(student, black_boxes, batch)
+    student.eval()  # no dropout: only the mixup draws may differ
+
+    def vote_term(seed: int) -> float:
+        torch.manual_seed(seed)
+        return float(method.losses(student, black_boxes, batch)["knowledge_vote"].detach())
+
+    assert vote_term(5) == vote_term(5) != vote_term(6)
+
+
+def test_ensemble_of_task_teachers_places_each_in_its_columns():
+    teachers = task_teachers("logits")
+    images = tiny_batch().source_images
+    members = teachers.member_logits(images)
+    placed = in_student_columns(members, teachers, 10, float("-inf"))
+    assert torch.equal(placed[0][:, [0, 2, 4, 6, 8]], members["even"])
+    assert torch.isinf(placed[0][:, [1, 3, 5, 7, 9]]).all()
+    uniform = ensemble_distribution(placed, 4.0, "uniform")
+    # each teacher's softened distribution keeps half the mass, in its own columns
+    assert uniform[:, 0::2].sum(1).tolist() == pytest.approx([0.5] * 4)
+    even = torch.softmax(members["even"] / 4.0, dim=1)
+    assert torch.allclose(uniform[:, 0::2], even / 2)
+    # confidence weighting: mass in proportion to each teacher's top probability
+    odd = torch.softmax(members["odd"] / 4.0, dim=1)
+    share = even.max(1).values / (even.max(1).values + odd.max(1).values)
+    confident = ensemble_distribution(placed, 4.0, "confidence")
+    assert torch.allclose(confident[:, 0::2].sum(1), share)
+    with pytest.raises(XdkdError, match="weighting must be one of"):
+        make("ensemble_kd", weighting="softmax")
+
+
+def test_multi_teacher_methods_refuse_settings_without_their_teachers_or_targets():
+    one_teacher = granted("uda")
+    assert "several teachers" in unmet(METHODS.get("ensemble_kd").needs, one_teacher)
+    assert "several teachers" in unmet(METHODS.get("kd3a").needs, one_teacher)
+    assert "several target domains" in unmet(METHODS.get("mt_mtda").needs, one_teacher)
+    assert "one teacher per task" in unmet(METHODS.get("amalgamation").needs, one_teacher)
+    black_box = grants("multi_source", {"teacher_access": "probabilities"}, 2, 1, 0)
+    assert unmet(METHODS.get("kd3a").needs, black_box) is None
+    assert "logits" in unmet(METHODS.get("ensemble_kd").needs, black_box)
+    several = grants("multi_target", {"teacher_access": "features"}, 1, 2, 0)
+    assert unmet(METHODS.get("mt_mtda").needs, several) is None
+
+
+def test_mt_mtda_alternates_its_target_teachers_step_by_step():
+    assert [progressive_beta(p, 0.1, 0.9) for p in (0.0, 0.5, 1.0)] == pytest.approx(
+        [0.1, 0.3, 0.9]
+    )
+    source_teacher = network("lenet", 1)
+    teacher, student, batch = teachers_of(source_teacher), network("lenet", 2), two_target_batch()
+    method = make("mt_mtda")
+    method.setup(student, teacher, batch)
+    assert len(method.target_teachers) == len(method.discriminators) == 2
+    for step, expected in enumerate([0, 1, 0]):
+        assert method.current_target() == expected
+        terms = method.losses(student, teacher, batch)
+        assert set(terms) == {"distill", "teacher_ce", "teacher_domain"}
+        sum(terms.values()).backward()
+        for index, adapted in enumerate(method.target_teachers):
+            got = any(p.grad is not None for p in adapted.parameters())
+            assert got == (index == expected), f"step {step}: teacher {index}"
+        for param in [*method.parameters(), *student.parameters()]:
+            param.grad = None
+        assert int(method.state_dict()["step"]) == step + 1  # checkpointed
+    # the copies train; the source teacher stays frozen and untouched
+    assert all(p.requires_grad for p in method.target_teachers[0].parameters())
+    assert not any(p.requires_grad or p.grad is not None for p in source_teacher.parameters())
+
+
+def test_amalgamation_distils_the_placed_logits_and_sizes_a_coder_per_teacher():
+    teachers, student, batch = task_teachers(), network("lenet", 0), tiny_batch()
+    images = batch.all_images()
+    outputs = {name: teachers.outputs(images, name).logits for name in teachers.names}
+    assert torch.equal(placed_logits(outputs, teachers, 10), teachers(images))
+    method = make("amalgamation")
+    method.setup(student, teachers, batch)
+    pooled = teachers.outputs(images, "even").pooled.shape[1]
+    assert [e.in_features for e in method.teacher_encoders] == [pooled, pooled]
+    assert [d.out_features for d in method.teacher_decoders] == [pooled, pooled]
+    assert method.student_encoder.out_features == 128
+    terms = method.losses(student, teachers, batch)
+    assert set(terms) == {"kd", "mmd", "reconstruction", "ce"}
+    assert float(terms["ce"].detach()) == 0.0  # CFL uses no labels by default
+    sum(terms.values()).backward()
+    assert method.teacher_decoders[1].weight.grad is not None
+    assert method.student_encoder.weight.grad is not None
+
+
+def test_mme_cosine_classifier_and_minimax_gradients_by_hand():
+    # cos([3, 4], [1, 0]) = 0.6, cos([3, 4], [0, 2]) = 0.8; divided by T = 0.5
+    logits = cosine_logits(torch.tensor([[3.0, 4.0]]), torch.tensor([[1.0, 0.0], [0.0, 2.0]]), 0.5)
+    assert logits.tolist()[0] == pytest.approx([1.2, 1.6])
+    gen = torch.Generator().manual_seed(0)
+    features = torch.randn(6, 4, generator=gen, requires_grad=True)
+    prototypes = torch.randn(3, 4, generator=gen, requires_grad=True)
+    minimax_entropy_loss(reverse_gradient(features, 1.0), prototypes, 1.0, 0.1).backward()
+
+    def entropy(f: torch.Tensor, w: torch.Tensor) -> float:
+        return -float(minimax_entropy_loss(f, w, 1.0, 1.0))
+
+    with torch.no_grad():
+        before = entropy(features, prototypes)
+        # a descent step raises the entropy through the classifier, lowers it through features
+        assert entropy(features, prototypes - 0.1 * prototypes.grad) > before
+        assert entropy(features - 0.1 * features.grad, prototypes) < before
+
+
+def test_mme_renormalises_the_head_so_the_plain_forward_predicts_like_the_cosine_classifier():
+    student, batch = network("lenet", 0), tiny_batch()
+    with torch.no_grad():
+        student.fc.weight.mul_(torch.arange(1.0, 11.0)[:, None])  # rows of unequal norms
+        student.fc.bias.fill_(0.5)
+    terms = make("mme").losses(student, None, batch)
+    assert set(terms) == {"ce", "entropy"}
+    assert torch.allclose(student.fc.weight.norm(dim=1), torch.ones(10))
+    assert torch.equal(student.fc.bias, torch.zeros(10))
+    with torch.no_grad():
+        out = forward_outputs(student, batch.target_images)
+        cosine = cosine_logits(out.pooled, student.fc.weight, 0.05)
+    assert torch.equal(out.logits.argmax(1), cosine.argmax(1))

@@ -15,13 +15,18 @@ import numpy as np
 import pytest
 import torch
 
+from benchmark.methods.amalgamation import common_space_mmd, reconstruction_loss
 from benchmark.methods.at import at_loss
 from benchmark.methods.crd import crd_nce_loss
 from benchmark.methods.dist import dist_loss
 from benchmark.methods.dkd import dkd_loss
+from benchmark.methods.ensemble_kd import ensemble_kd_loss
 from benchmark.methods.fitnet import fitnet_loss
 from benchmark.methods.kd import kd_loss
+from benchmark.methods.kd3a import kd3a_loss
 from benchmark.methods.kd_ls import kd_ls_loss
+from benchmark.methods.mme import minimax_entropy_loss
+from benchmark.methods.mt_mtda import mt_mtda_loss
 from benchmark.methods.pkt import pkt_loss
 from benchmark.methods.rkd import rkd_angle_loss, rkd_distance_loss
 from benchmark.methods.sp import sp_loss
@@ -41,6 +46,12 @@ LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     "pkt_loss": pkt_loss,
     "vid_loss": vid_loss,
     "crd_nce_loss": crd_nce_loss,
+    "ensemble_kd_loss": ensemble_kd_loss,
+    "kd3a_loss": kd3a_loss,
+    "mt_mtda_loss": mt_mtda_loss,
+    "common_space_mmd": common_space_mmd,
+    "reconstruction_loss": reconstruction_loss,
+    "minimax_entropy_loss": minimax_entropy_loss,
 }
 CASES = json.loads(GOLDEN.read_text())["cases"]
 
