@@ -13,6 +13,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1 || \
 		$(BIN)/python -m pip install --quiet torch torchvision
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/xdkd methods > /dev/null  # builds the catalogue listings read without torch
 	touch $(STAMP)
 
 run: $(STAMP)

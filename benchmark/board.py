@@ -159,6 +159,7 @@ def leaderboard(
         rank = ranked.groupby(level="protocol").rank(ascending=False, method="min")
         protocol = mean.index.get_level_values("protocol")
         order["protocol_order"] = [protocol_order(p) for p in protocol]
+        order["protocol_label"] = list(protocol)  # few_shot(shots=1) before few_shot(shots=5)
     else:
         rank = ranked.rank(ascending=False, method="min")
     order["rank"] = rank

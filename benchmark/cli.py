@@ -12,6 +12,7 @@ from benchmark.cli_datasets import add_data_options, add_datasets_command, apply
 from benchmark.cli_lists import add_list_commands
 from benchmark.cli_report import add_report_commands
 from benchmark.errors import XdkdError
+from benchmark.files import output_directory
 
 EPILOG = "Docs: README.md. Every command takes --help."
 
@@ -34,40 +35,28 @@ def suite_path(name: str) -> Path:
     raise XdkdError(unknown_name_message("suite", name, suites) + " (or give a path to a .yaml)")
 
 
-def output_directory(path: Path, flag: str) -> Path:
-    """A directory the command can write, checked before anything runs."""
-    if path.exists() and not path.is_dir():
-        raise XdkdError(f"{flag} '{path}' is a file, not a directory; give a directory")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise XdkdError(f"{flag} '{path}': cannot create it ({error.strerror})") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise XdkdError(f"{flag} '{path}' is not writable by you; give another directory")
-    return path
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     apply_data_options(args)
     from benchmark.catalogue import live_catalogue
-    from benchmark.suites import expand_runs, load_suite
+    from benchmark.expansion import expand_runs
+    from benchmark.suites import load_suite
 
     known = live_catalogue()
     suite = load_suite(suite_path(args.suite), args.set, known)
     expansion = expand_runs(suite, known)
     for note in expansion.notes:
         print(f"note: {note}")
-    out = output_directory(Path(args.out or Path("runs") / suite.name), "--out")
-    results = output_directory(Path(args.results or Path("results") / suite.name), "--results")
     from benchmark.data.provider import SplitProvider
     from benchmark.data.setting import check_setting_data
     from benchmark.provenance import resolve_device
 
     device = resolve_device(args.device)
+    options = executor_options(args)
     provider = SplitProvider(device)
     for spec in {s.setting.model_dump_json(): s for s in expansion.specs}.values():
         check_setting_data(provider, spec)
-    options = executor_options(args)
+    out = output_directory(Path(args.out or Path("runs") / suite.name), "--out")
+    results = output_directory(Path(args.results or Path("results") / suite.name), "--results")
     where = (
         f"Slurm ({options.slurm.cluster})"
         if options.executor == "slurm"
@@ -112,64 +101,68 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     """Evaluate trained runs again under changed evaluation settings; nothing trains."""
     apply_data_options(args)
     from benchmark.catalogue import live_catalogue
-    from benchmark.config import EVALUATION_FIELDS, EvalSpec
+    from benchmark.config import EVALUATION_FIELDS
     from benchmark.provenance import resolve_device
     from benchmark.store import RunStore
-    from benchmark.suites import apply_overrides
 
+    for override in args.set:
+        field = override.partition("=")[0].split(".")[0]
+        if field not in EVALUATION_FIELDS:
+            raise XdkdError(
+                f"--set {override}: '{field}' is not an evaluation setting; xdkd evaluate "
+                f"changes {', '.join(EVALUATION_FIELDS)} (training settings need xdkd run)"
+            )
     root = runs_root(args.runs)
     store = RunStore(root)
     known = live_catalogue()
-    groups: dict[str, tuple[EvalSpec, list]] = {}
+    groups: dict[str, tuple] = {}
     skipped = 0
-    for key in store.run_keys():
-        record, spec = store.record(key), store.load_spec(key)
-        if spec is None or (record is None and store.training(key) is None):
-            skipped += 1
+    for directory in sorted(path for path in (root / "runs").iterdir() if path.is_dir()):
+        key = directory.name
+        record = store.record(key)
+        spec = record.spec if record else store.load_spec(key)
+        card = known.methods.get(spec.method.name) if spec else None
+        if card is None or (card.trains_student and store.training(key) is None):
+            skipped += 1  # not trained (or unreadable): evaluating it would mean training
             continue
-        raw = (record.evaluation if record else EvalSpec()).model_dump(mode="json")
-        for override in args.set:
-            field = override.partition("=")[0].split(".")[0]
-            if field not in EVALUATION_FIELDS:
-                raise XdkdError(
-                    f"--set {override}: '{field}' is not an evaluation setting; xdkd evaluate "
-                    f"changes {', '.join(EVALUATION_FIELDS)} (training settings need xdkd run)"
-                )
-        apply_overrides(raw, args.set)
-        try:
-            evaluation = EvalSpec.model_validate(raw, context={"catalogue": known})
-        except Exception as error:
-            from pydantic import ValidationError
-
-            if not isinstance(error, ValidationError):
-                raise
-            first = error.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise XdkdError(
-                f"--set: {where}: {first['msg'].removeprefix('Value error, ')}"
-            ) from None
+        evaluation = evaluation_with(record.evaluation if record else None, args.set, known)
         groups.setdefault(evaluation.key, (evaluation, []))[1].append(spec)
     if not groups:
         raise XdkdError(f"{root} holds no trained runs to evaluate; xdkd run trains them")
     device = resolve_device(args.device)
     options = executor_options(args)
+    results = Path(args.results) if args.results else None
     code = 0
     for evaluation, specs in groups.values():
-        print(
-            f"evaluating {len(specs)} trained runs of {root} ({len(EVALUATION_FIELDS)} settings: "
-            + ", ".join(f"{f}={getattr(evaluation, f)}" for f in EVALUATION_FIELDS)
-            + ")"
-        )
-        results = Path(args.results) if args.results else None
+        settings = ", ".join(f"{f}={getattr(evaluation, f)}" for f in EVALUATION_FIELDS)
+        print(f"evaluating {len(specs)} trained runs of {root} ({settings})")
         code = max(
             code,
             sweep_and_report(specs, evaluation, root, results, device, options, args.selection),
         )
     if skipped:
-        print(f"{skipped} runs are not trained yet and were left alone (xdkd run trains them)")
+        print(f"{skipped} runs are not trained (yet) and were left alone: xdkd run trains them")
     if not args.results:
         print(f"report them with: xdkd report {root} --out results/REPORT")
     return code
+
+
+def evaluation_with(evaluation, overrides: list[str], known):
+    """A run's evaluation settings (the defaults when it has none) with `--set` applied."""
+    from pydantic import ValidationError
+
+    from benchmark.config import EvalSpec
+    from benchmark.suites import apply_overrides
+
+    raw = (evaluation or EvalSpec()).model_dump(mode="json")
+    apply_overrides(raw, overrides)
+    try:
+        return EvalSpec.model_validate(raw, context={"catalogue": known})
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        problem = first["msg"].removeprefix("Value error, ")
+        raise XdkdError(f"--set: {where}: {problem}") from None
 
 
 def runs_root(name: str) -> Path:
@@ -298,8 +291,16 @@ def add_executor_options(run: argparse.ArgumentParser) -> None:
     )
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: `xdkd: error: ... (xdkd run --help)`, exit 2."""
+
+    def error(self, message: str):
+        print(f"xdkd: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="xdkd",
         description="XDKD-Bench: cross-domain knowledge distillation benchmark.",
         epilog=EPILOG,
@@ -372,6 +373,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_environment() -> None:
+    """The XDKD_* settings every process reads, checked before anything starts."""
+    from benchmark.data.settings import bad_image_policy, data_workers, device_data_budget
+
+    bad_image_policy(), device_data_budget(), data_workers()
+
+
 def add_evaluate_command(commands: argparse._SubParsersAction) -> None:
     evaluate = commands.add_parser(
         "evaluate",
@@ -404,6 +412,7 @@ def add_evaluate_command(commands: argparse._SubParsersAction) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        check_environment()
         return args.handler(args)
     except XdkdError as error:
         print(f"xdkd: error: {error}", file=sys.stderr)

@@ -19,14 +19,16 @@ def _command_line() -> str:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from benchmark.files import output_directory
     from benchmark.report import write_report
     from benchmark.tidy import load_runs
 
     records, errors = load_runs(Path(args.runs_dir))
     rows = [r.strip() for r in args.rows.split(",") if r.strip()] if args.rows else None
+    out = output_directory(Path(args.out), "--out")
     _, text = write_report(
         records,
-        Path(args.out),
+        out,
         _command_line(),
         rows=rows,
         selection=args.selection,

@@ -18,13 +18,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from benchmark.config import EvalSpec, RunRecord, RunSpec
+from benchmark.config import EvalSpec
 from benchmark.cost import model_cost
 from benchmark.data.provider import SplitProvider
 from benchmark.data.setting import RunSplits
 from benchmark.evaluate import accuracy, clean_metrics, predict
 from benchmark.provenance import device_description, provenance
 from benchmark.robustness import resolve_corruptions, robustness_summary
+from benchmark.specs import RunRecord, RunSpec
 from benchmark.teachers import EnsembleNetwork, Member
 
 
@@ -158,8 +159,11 @@ def evaluate_run(
     splits = RunSplits(provider, spec)
     members = [t.member for t in teachers]
     metrics, per_domain = clean_block(network, splits, evaluation, batch_size)
-    ensemble = EnsembleNetwork(members, len(splits.classes)).to(device).eval()
-    teacher_metrics, _ = clean_block(ensemble, splits, evaluation, batch_size)
+    if isinstance(network, EnsembleNetwork):  # the teacher row: it is the ensemble
+        teacher_metrics = metrics
+    else:
+        ensemble = EnsembleNetwork(members, len(splits.classes)).to(device).eval()
+        teacher_metrics, _ = clean_block(ensemble, splits, evaluation, batch_size)
     metrics["teacher_target_acc"] = teacher_metrics["target_acc"]
     metrics["knowledge_recovery"] = metrics["target_acc"] / max(
         teacher_metrics["target_acc"], 1e-12

@@ -86,3 +86,19 @@ def read_manifest(path: Path) -> dict | None:
     except (OSError, ValueError, UnicodeDecodeError) as error:
         set_aside(manifest, f"not a valid manifest: {error}")
         return None
+
+
+def output_directory(path: Path, flag: str) -> Path:
+    """A directory the command can write (created if missing), checked before anything runs;
+    `flag` names the option it came from in the message."""
+    from benchmark.errors import XdkdError
+
+    if path.exists() and not path.is_dir():
+        raise XdkdError(f"{flag} '{path}' is a file, not a directory; give a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise XdkdError(f"{flag} '{path}': cannot create it ({error.strerror})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise XdkdError(f"{flag} '{path}' is not writable by you; give another directory")
+    return path

@@ -15,7 +15,7 @@ import resource
 import torch
 from torch import nn
 
-from benchmark.config import EvalSpec, RunRecord, RunSpec, TeacherSpec
+from benchmark.config import EvalSpec
 from benchmark.data.domains import domain_info
 from benchmark.data.provider import SplitProvider
 from benchmark.data.setting import RunSplits, teacher_parts
@@ -27,6 +27,7 @@ from benchmark.methods.source_only import SourceOnly
 from benchmark.models import create_backbone
 from benchmark.provenance import device_description
 from benchmark.seeding import derive_seed, generator
+from benchmark.specs import RunRecord, RunSpec, TeacherSpec
 from benchmark.store import RunStore
 from benchmark.teachers import EnsembleNetwork, Member, Teachers, freeze
 from benchmark.train import TrainData, fit

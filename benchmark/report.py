@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from benchmark.board import Board, floor_warnings, leaderboard
-from benchmark.config import RunRecord
+from benchmark.errors import XdkdError
 from benchmark.plots import Plot, write_plots
 from benchmark.render import (
     board_html,
@@ -31,6 +31,7 @@ from benchmark.render import (
     terminal,
 )
 from benchmark.selection import DEFAULT_RULE, RULES
+from benchmark.specs import RunRecord
 from benchmark.stats import (
     TIE_POINTS,
     WILCOXON_MIN_N,
@@ -111,6 +112,13 @@ def write_report(
     """Compute every table and plot, write them all under `out_dir`; return the report and
     its terminal text."""
     table = records_table(records, selection)
+    trained = table[~table["reference"] | (table["family"] != "baseline")]
+    if selection != "last" and len(trained) and trained["target_acc"].isna().all():
+        raise XdkdError(
+            f"under --selection {selection} no run has a chosen epoch (their suites hold out "
+            "no validation images: source_validation or target_validation 0); use "
+            "--selection last"
+        )
     table["eff_robustness"] = effective_robustness(table)
     board = leaderboard(table, rows, selection)
     compared = pd.DataFrame()

@@ -119,10 +119,23 @@ class Teachers:
         """Each teacher's class probabilities over its own classes."""
         return {name: self._forward(name, "probabilities", images) for name in self.names}
 
+    def place(self, values: dict[str, torch.Tensor], fill: float) -> torch.Tensor:
+        """Each teacher's (B, its classes) values in the student's columns, `fill` in the
+        columns it does not know: one (teachers, B, classes) tensor, in `names` order."""
+        first = next(iter(values.values()))
+        placed = first.new_full((len(values), first.shape[0], self.num_classes), fill)
+        for index, (name, value) in enumerate(values.items()):
+            placed[index, :, torch.tensor(self.columns(name), device=value.device)] = value
+        return placed
+
+    def combine(self, values: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The ensemble rule on values already computed (each teacher's logits): the mean
+        over the teachers that know each class, in the student's class space."""
+        return _placed(list(values.values()), self._columns, self.num_classes)
+
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         """The ensemble's logits in the student's class space."""
-        per_teacher = list(self.member_logits(images).values())
-        return _placed(per_teacher, self._columns, self.num_classes)
+        return self.combine(self.member_logits(images))
 
     __call__ = logits
 

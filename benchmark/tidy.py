@@ -14,10 +14,10 @@ from typing import Any
 
 import pandas as pd
 
-from benchmark.config import RunRecord
 from benchmark.errors import XdkdError
 from benchmark.metrics import METRICS, corruption_errors, mean_corruption_accuracy, metric
 from benchmark.selection import RULES
+from benchmark.specs import RunRecord
 
 # The in-suite robustness reference: this method, same student, pair and seed.
 ROBUSTNESS_REFERENCE = "source_only"
@@ -39,7 +39,7 @@ def config_hash(spec: dict[str, Any]) -> str:
 
 def cell_of(spec: dict[str, Any]) -> dict[str, str]:
     """The (pair, teacher, student, method, protocol) a run belongs to; its seeds repeat it."""
-    from benchmark.config import RunSpec
+    from benchmark.specs import RunSpec
 
     parsed = RunSpec.model_validate(spec)
     return {

@@ -1,4 +1,5 @@
-"""Shared fixtures: one domain cache per test session, tiny suites written to tmp_path."""
+"""Shared fixtures: one domain cache per test session, tiny suites written to tmp_path, and
+one finished tiny sweep that every test reading real records shares (copy it to change it)."""
 
 from __future__ import annotations
 
@@ -22,16 +23,17 @@ def domain_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 TINY_RECIPE = {"epochs": 1, "batch_size": 64, "lr": 0.003}
+# optdigits' 1,293 training images make a LeNet epoch of 20 steps; mnist is the target
+TINY_PAIR = {"source": "optdigits", "target": "mnist"}
 
 
-@pytest.fixture
-def tiny_suite(tmp_path: Path):
-    """Write a small suite YAML (lenet teacher, 1 epoch) and return its path."""
+def suite_writer(directory: Path):
+    """Write a small suite YAML (lenet teacher, 1 epoch) into `directory`; fields override."""
 
     def write(**fields) -> Path:
         suite = {
             "name": "tiny",
-            "pairs": [{"source": "mnist", "target": "mnistm"}],
+            "pairs": [TINY_PAIR],
             "teachers": ["lenet"],
             "students": ["lenet"],
             "methods": ["teacher", "source_only", "kd"],
@@ -43,8 +45,34 @@ def tiny_suite(tmp_path: Path):
             "corruption_images": 200,
             **fields,
         }
-        path = tmp_path / "tiny.yaml"
+        path = directory / "tiny.yaml"
         path.write_text(yaml.safe_dump(suite, sort_keys=False))
         return path
 
     return write
+
+
+@pytest.fixture
+def tiny_suite(tmp_path: Path):
+    return suite_writer(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def tiny_suite_module(tmp_path_factory: pytest.TempPathFactory):
+    """`tiny_suite` for module-scoped fixtures (one sweep shared by a module's tests)."""
+    return suite_writer(tmp_path_factory.mktemp("suite"))
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep(tmp_path_factory: pytest.TempPathFactory, domain_cache: Path) -> Path:
+    """A finished sweep of the tiny suite (teacher, source_only, kd): `runs/`, `results/`
+    and the suite file `tiny.yaml` under the returned directory. Read it; copy it to change
+    it."""
+    from benchmark.cli import main
+
+    directory = tmp_path_factory.mktemp("tiny-sweep")
+    suite = suite_writer(directory)()
+    argv = ["run", str(suite), "--out", str(directory / "runs")]
+    argv += ["--results", str(directory / "results"), "--workers", "0", "--no-progress"]
+    assert main([*argv, "--device", "cpu"]) == 0
+    return directory

@@ -164,3 +164,21 @@ def test_bad_usage_exits_2(tmp_path: Path, baseline: Path) -> None:
     assert xdkd("check", runs, "--baseline", str(baseline), "--z", "target_acc=-1") == 2
     assert xdkd("check", runs, "--baseline", str(baseline), "--metrics", "accuracy") == 2
     assert xdkd("check", str(tmp_path / "nowhere"), "--baseline", str(baseline)) == 2
+
+
+def test_a_shape_corruption_drop_is_judged_in_points_like_every_accuracy(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "base")
+    for seed in range(2):
+        store.write_record(
+            make_record(make_spec("kd", seed), {"target_acc": 0.7, "mca_shape": 0.6})
+        )
+    baseline = tmp_path / "baseline.json"
+    assert (
+        xdkd("check", str(tmp_path / "base"), "--baseline", str(baseline), "--update-baseline") == 0
+    )
+    new = RunStore(tmp_path / "new")
+    for seed in range(2):
+        new.write_record(make_record(make_spec("kd", seed), {"target_acc": 0.7, "mca_shape": 0.55}))
+    code, result = check(tmp_path, baseline, "--metrics", "mca_shape")
+    (row,) = [c for c in result["cells"] if c["metric"] == "mca_shape"]
+    assert code == 1 and row["outcome"] == "regressed" and row["change"] == pytest.approx(-5.0)

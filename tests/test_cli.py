@@ -1,25 +1,16 @@
+import shutil
+
 from benchmark.cli import main
 
 
-def test_run_prints_a_leaderboard_and_writes_it(tiny_suite, tmp_path, capsys):
-    path = tiny_suite(corruptions=["gaussian_noise"], corruption_images=50)
+def test_run_prints_a_leaderboard_and_writes_it(tiny_sweep, tmp_path, capsys):
+    shutil.copytree(tiny_sweep / "runs", tmp_path / "runs")
     results = tmp_path / "results"
-    code = main(
-        [
-            "run",
-            str(path),
-            "--out",
-            str(tmp_path / "runs"),
-            "--results",
-            str(results),
-            "--no-progress",
-            "--device",
-            "cpu",
-        ]
-    )
+    argv = ["run", str(tiny_sweep / "tiny.yaml"), "--out", str(tmp_path / "runs")]
+    code = main([*argv, "--results", str(results), "--no-progress", "--device", "cpu"])
     out = capsys.readouterr().out
-    assert code == 0
-    assert "mnist→mnistm" in out and "source_only" in out and "teacher" in out
+    assert code == 0 and "3 of 3 runs already recorded" in out
+    assert "optdigits→mnist" in out and "source_only" in out and "teacher" in out
     board = (results / "leaderboard.md").read_text()
     assert "| kd " in board and "Model selection: training-domain validation" in board
     assert (results / "leaderboard.csv").is_file() and (results / "records.csv").is_file()

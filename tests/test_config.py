@@ -5,9 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.config import EvalSpec, RunSpec
+from benchmark.config import EvalSpec
 from benchmark.errors import XdkdError
-from benchmark.suites import expand, expand_runs, load_suite
+from benchmark.expansion import expand, expand_runs
+from benchmark.specs import RunSpec
+from benchmark.suites import load_suite
 
 QUICK = Path(__file__).resolve().parents[1] / "baselines" / "quick.yaml"
 

@@ -54,3 +54,29 @@ def test_cache_is_reused_then_rebuilt_when_bytes_change(tmp_path, monkeypatch):
     labels.write_bytes(labels.read_bytes()[:-8] + b"\x00" * 8)
     load_domain("optdigits", tmp_path)
     assert len(calls) == 1
+
+
+def test_robustness_sets_are_seeded_class_stratified_prefixes():
+    from benchmark.data.domains import stratified_order
+
+    sorted_labels = np.repeat(np.arange(10), 100)  # a test split ordered by label, as mnistm's
+    order = stratified_order(sorted_labels, "mnistm/robustness-sample")
+    assert sorted(order) == list(range(1000))
+    for count in (10, 50, 500):
+        per_class = np.bincount(sorted_labels[order[:count]], minlength=10)
+        assert per_class.max() - per_class.min() <= 1, (count, per_class)
+    uneven = np.repeat([0, 1, 2], [10, 30, 60])
+    share = np.bincount(uneven[stratified_order(uneven, "u")[:20]], minlength=3)
+    assert np.all(np.abs(share - np.array([2, 6, 12])) <= 1)
+    assert np.array_equal(order, stratified_order(sorted_labels, "mnistm/robustness-sample"))
+    assert not np.array_equal(order, stratified_order(sorted_labels, "another"))
+
+
+def test_the_robustness_set_of_a_run_holds_every_class():
+    import torch
+
+    from benchmark.data.provider import SplitProvider
+
+    clean, cells = SplitProvider(torch.device("cpu")).corrupted("mnistm", 32, 50, ["contrast"])
+    assert np.bincount(clean.labels.numpy(), minlength=10).tolist() == [5] * 10
+    assert all(torch.equal(split.labels, clean.labels) for split in cells.values())

@@ -16,14 +16,15 @@ import pytest
 import torch
 
 from benchmark.cli import main
-from benchmark.config import RunRecord
 from benchmark.executors import plan as plan_module
 from benchmark.executors.plan import Scheduler
 from benchmark.executors.tasks import Result, Task, execute
+from benchmark.expansion import expand
 from benchmark.harness import Harness
 from benchmark.locks import file_lock
+from benchmark.specs import RunRecord
 from benchmark.store import RunStore
-from benchmark.suites import expand, load_suite
+from benchmark.suites import load_suite
 
 SMALL = {"corruptions": ["gaussian_noise"], "corruption_images": 50}
 
@@ -167,7 +168,7 @@ def test_status_reports_done_failed_running_and_queued(tiny_suite, tmp_path, cap
         assert main(["status", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert f"{tmp_path}: 3 runs: 0 done, 1 failed, 1 running, 1 queued" in out
-    assert f"failed   {specs[0].key} source_only lenet mnist→mnistm [uda] seed 0: " in out
+    assert f"failed   {specs[0].key} source_only lenet optdigits→mnist [uda] seed 0: " in out
     assert "ValueError: loss 'kd' became nan at step 3" in out
     assert "--retry-failed" in out
     assert main(["status", str(tmp_path), "--retry-failed"]) == 0
@@ -206,6 +207,7 @@ def test_slurm_sbatch_files_carry_the_requested_resources(tiny_suite, tmp_path, 
     suite = tiny_suite(methods=["source_only", "kd"], seeds=[0, 1])
     out = tmp_path / "runs"
     args = ["run", str(suite), "--out", str(out), "--executor", "slurm", "--detach"]
+    args += ["--results", str(tmp_path / "results")]
     args += ["--slurm-partition", "gpu", "--slurm-account", "proj7", "--slurm-time", "90"]
     args += ["--slurm-gpus-per-task", "2", "--slurm-cpus-per-task", "6"]
     args += ["--slurm-array-parallelism", "3", "--slurm-mem-gb", "40", "--no-progress"]
@@ -235,6 +237,7 @@ def test_slurm_sbatch_files_carry_the_requested_resources(tiny_suite, tmp_path, 
 def test_slurm_without_a_cluster_says_so(tiny_suite, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PATH", str(tmp_path))  # no srun, no sbatch
     args = ["run", str(tiny_suite()), "--out", str(tmp_path / "runs"), "--executor", "slurm"]
+    args += ["--results", str(tmp_path / "results")]
     assert main(args) == 2
     assert capsys.readouterr().err.strip() == (
         "xdkd: error: --executor slurm: no Slurm here (srun is not on the PATH); run on a "

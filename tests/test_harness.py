@@ -1,17 +1,19 @@
 """End to end on a tiny suite: records, resume, shared teachers, failures, determinism."""
 
 import json
+import shutil
 
 import pytest
 import torch
 
 from benchmark.executors import ExecutorOptions, run_sweep
+from benchmark.expansion import expand
 from benchmark.harness import Harness
 from benchmark.methods import METHODS
 from benchmark.methods.base import Method
 from benchmark.protocols import Needs
 from benchmark.store import RunStore
-from benchmark.suites import expand, load_suite
+from benchmark.suites import load_suite
 
 CPU = torch.device("cpu")
 SMALL = {"corruptions": ["gaussian_noise"], "corruption_images": 50}
@@ -29,18 +31,15 @@ def records(out, summary):
     return [record for record in store.records() if record.key in summary.done]
 
 
-def test_runs_write_records_then_a_rerun_skips_them(tiny_suite, tmp_path):
-    path = tiny_suite()
-    first = run(path, tmp_path / "runs")
-    assert len(first.done) == 3 and first.recorded == 0 and not first.failed
-    records = sorted((tmp_path / "runs" / "runs").glob("*/record.json"))
+def test_a_sweep_writes_records_then_a_rerun_skips_them(tiny_sweep):
+    records = sorted((tiny_sweep / "runs" / "runs").glob("*/record.json"))
     assert len(records) == 3
     by_method = {json.loads(p.read_text())["spec"]["method"]["name"]: p for p in records}
     record = json.loads(by_method["source_only"].read_text())
     assert set(record["metrics"]) >= {"target_acc", "source_acc", "heldout_mean_acc"}
     assert set(record["per_domain"]) == {"mnist", "mnistm", "optdigits", "syndigits"}
     assert record["teachers"][0]["source_accuracy"] > 0.5
-    robustness = record["robustness"]["items"]["mnistm"]
+    robustness = record["robustness"]["items"]["mnist"]
     assert robustness["images"] == 200 and len(robustness["cells"]) == 5 + 5 + 1
     assert set(robustness["per_group"]) == {"noise", "digital", "shape"}
     assert (
@@ -50,12 +49,13 @@ def test_runs_write_records_then_a_rerun_skips_them(tiny_suite, tmp_path):
     assert record["metrics"]["mca_shape"] == robustness["cells"]["rotate/1"]
     assert record["selected"]["source-val"]["epoch"] == 1 and record["selections"]["last"] == 1
     assert 0 < record["curves"]["source_val_acc"][0] <= 1
-    assert record["saw"]["unlabelled_target_images"] == 3600  # mnistm's train split less 10%
+    assert record["saw"]["unlabelled_target_images"] == 3600  # mnist's train split less 10%
+    assert record["saw"]["source_images"] == 1293  # optdigits' train split less 10%
     assert json.loads(by_method["teacher"].read_text())["selected"] == {}  # nothing trained
     assert {"target_ece", "target_nll", "flops", "latency_ms_b1", "params"} <= set(
         record["metrics"]
     )
-    second = run(path, tmp_path / "runs")
+    second = run(tiny_sweep / "tiny.yaml", tiny_sweep / "runs")
     assert second.recorded == 3 and not second.done
 
 
@@ -93,27 +93,54 @@ class Exploding(Method):
         return {"boom": student(batch.source_images).sum() * float("nan")}
 
 
-def test_a_failed_run_writes_error_json_and_the_sweep_goes_on(tiny_suite, tmp_path, monkeypatch):
+def test_a_failed_run_writes_error_json_and_the_sweep_goes_on(tiny_sweep, tmp_path, monkeypatch):
     monkeypatch.setitem(METHODS._entries, "exploding", Exploding)
-    path = tiny_suite(methods=["exploding", "source_only"])
-    summary = run(path, tmp_path / "runs")
-    assert len(summary.done) == 1 and len(summary.failed) == 1
+    shutil.copytree(tiny_sweep / "runs", tmp_path / "runs")  # its teacher and source_only
+    path = tiny_sweep / "tiny.yaml"
+    summary = run(path, tmp_path / "runs", ["methods=[exploding, source_only]"])
+    assert summary.recorded == 1 and len(summary.failed) == 1 and not summary.done
     errors = RunStore(tmp_path / "runs").errors()
     assert len(errors) == 1
     assert "loss 'boom' became nan at step 0" in errors[0]["error"]
     # the finished record survives; a rerun reports the failed run without running it,
     # and --retry-failed runs it again
-    again = run(path, tmp_path / "runs")
+    again = run(path, tmp_path / "runs", ["methods=[exploding, source_only]"])
     assert again.recorded == 1 and again.not_retried == 1 and not again.failed
-    retried = run(path, tmp_path / "runs", retry_failed=True)
+    retried = run(path, tmp_path / "runs", ["methods=[exploding, source_only]"], retry_failed=True)
     assert retried.recorded == 1 and len(retried.failed) == 1 and not retried.done
 
 
-def test_same_spec_same_seed_same_numbers(tiny_suite, tmp_path):
-    path = tiny_suite(methods=["kd"], **SMALL)
-    (first,) = records(tmp_path / "a", run(path, tmp_path / "a"))
-    (second,) = records(tmp_path / "b", run(path, tmp_path / "b"))
+def test_same_spec_same_seed_same_numbers(tiny_sweep, tmp_path):
+    path = tiny_sweep / "tiny.yaml"
+    (first,) = [r for r in RunStore(tiny_sweep / "runs").records() if r.spec.method.name == "kd"]
+    (second,) = records(tmp_path / "b", run(path, tmp_path / "b", ["methods=[kd]"]))
     assert first.key == second.key
     assert first.per_domain == second.per_domain and first.metrics["mca"] == second.metrics["mca"]
-    (other_seed,) = expand(load_suite(path, ["seeds=[1]"]))
+    assert first.curves == second.curves
+    (other_seed,) = expand(load_suite(path, ["seeds=[1]", "methods=[kd]"]))
     assert other_seed.key != first.key
+
+
+def test_the_recipe_label_smoothing_reaches_every_labelled_cross_entropy():
+    import torch.nn.functional as F
+
+    from benchmark.config import BackboneSpec, Recipe
+    from benchmark.data.domains import load_domain
+    from benchmark.data.setting import Part
+    from benchmark.data.tensors import DeviceSplit
+    from benchmark.methods.source_only import SourceOnly
+    from benchmark.models import create_backbone
+    from benchmark.train import TrainData, fit
+
+    arrays = load_domain("optdigits")
+    split = DeviceSplit.from_numpy(arrays.train_images, arrays.train_labels, CPU, 32)
+    method = SourceOnly("source_only")
+    recipe = Recipe(epochs=1, batch_size=256, label_smoothing=0.2)
+    model = create_backbone(BackboneSpec(name="lenet"), 10)
+    data = TrainData(sources=[Part("optdigits", "optdigits", split)])
+    fit(model, None, method, data, recipe, torch.Generator(), "ls", select=False, progress=False)
+    assert method.label_smoothing == 0.2
+    logits, labels = torch.randn(4, 10), torch.tensor([0, 1, 2, 3])
+    smoothed = F.cross_entropy(logits, labels, label_smoothing=0.2)
+    assert torch.isclose(method.cross_entropy(logits, labels), smoothed)
+    assert not torch.isclose(smoothed, F.cross_entropy(logits, labels))

@@ -12,15 +12,15 @@ from torch import nn
 
 from benchmark.config import Suite
 from benchmark.errors import XdkdError
+from benchmark.expansion import expand
 from benchmark.methods import METHODS, Batch, Method
-from benchmark.methods.amalgamation import placed_logits
 from benchmark.methods.base import DomainBatch
 from benchmark.methods.dine import (
     adaptive_label_smoothing,
     information_maximisation_loss,
     memory_target,
 )
-from benchmark.methods.ensemble_kd import ensemble_distribution, in_student_columns
+from benchmark.methods.ensemble_kd import ensemble_distribution
 from benchmark.methods.kd3a import confidence_gate, consensus_focus, knowledge_vote
 from benchmark.methods.mean_teacher import (
     class_balance_loss,
@@ -39,7 +39,6 @@ from benchmark.methods.parts import (
 from benchmark.methods.pseudo_label_kd import pseudo_label_loss
 from benchmark.models.features import forward_outputs
 from benchmark.protocols import grants, unmet
-from benchmark.suites import expand
 from benchmark.teachers import Member, TeacherAccessError, Teachers, freeze
 
 NEED_TARGET_IMAGES = [
@@ -413,7 +412,7 @@ def test_ensemble_of_task_teachers_places_each_in_its_columns():
     teachers = task_teachers("logits")
     images = tiny_batch().source_images
     members = teachers.member_logits(images)
-    placed = in_student_columns(members, teachers, 10, float("-inf"))
+    placed = teachers.place(members, float("-inf"))
     assert torch.equal(placed[0][:, [0, 2, 4, 6, 8]], members["even"])
     assert torch.isinf(placed[0][:, [1, 3, 5, 7, 9]]).all()
     uniform = ensemble_distribution(placed, 4.0, "uniform")
@@ -472,7 +471,7 @@ def test_amalgamation_distils_the_placed_logits_and_sizes_a_coder_per_teacher():
     teachers, student, batch = task_teachers(), network("lenet", 0), tiny_batch()
     images = batch.all_images()
     outputs = {name: teachers.outputs(images, name).logits for name in teachers.names}
-    assert torch.equal(placed_logits(outputs, teachers, 10), teachers(images))
+    assert torch.equal(teachers.combine(outputs), teachers(images))
     method = make("amalgamation")
     method.setup(student, teachers, batch)
     pooled = teachers.outputs(images, "even").pooled.shape[1]

@@ -12,10 +12,10 @@ import pytest
 from scipy import stats
 
 from benchmark.cli import main
-from benchmark.config import RunRecord
 from benchmark.errors import XdkdError
 from benchmark.plots import pareto_front
 from benchmark.report import write_report
+from benchmark.specs import RunRecord
 from benchmark.store import RunStore
 from benchmark.tidy import load_runs, records_table
 
@@ -264,3 +264,37 @@ def test_report_command_with_chosen_rows(tmp_path: Path, capsys) -> None:
     assert command("report", str(tmp_path / "none"), "--out", str(out)) == 2
     for bad in ("x", "method,pair"):
         assert command("report", str(tmp_path / "runs"), "--out", str(out), "--rows", bad) == 2
+
+
+def test_a_pair_with_several_targets_gets_a_column_per_target(tmp_path: Path) -> None:
+    records = []
+    for method, (first, second) in {"kd": (0.6, 0.4), "dkd": (0.7, 0.5)}.items():
+        spec = handmade.make_spec(
+            method, 0, ("mnist", ["mnistm", "syndigits"]), protocol="multi_target"
+        )
+        metrics = {
+            "target_acc": (first + second) / 2,
+            "target_acc/mnistm": first,
+            "target_acc/syndigits": second,
+        }
+        records.append(handmade.make_record(spec, metrics, selected={}))
+    made, _ = write_report(records, tmp_path, "test", selection="last")
+    mean = by_method(made.board.mean)
+    assert list(mean.columns[:3]) == [
+        "mnist→mnistm+syndigits: mnistm",
+        "mnist→mnistm+syndigits: syndigits",
+        "mean",
+    ]
+    assert mean.loc["dkd", "mnist→mnistm+syndigits: syndigits"] == pytest.approx(50.0)
+    assert mean.loc["kd", "mean"] == pytest.approx(50.0)
+    assert "Protocol: multi_target" in made.board.caption
+
+
+def test_text_from_files_is_escaped_in_html_and_latex(tmp_path: Path) -> None:
+    from benchmark.render import html_table, latex
+
+    frame = pd.DataFrame({"method": ["<script>alert(1)</script>"], "x": ["a_b & 50%"]})
+    page = html_table(frame, "caption <b>", 1)
+    assert "<script>" not in page and "&lt;script&gt;" in page and "caption &lt;b&gt;" in page
+    tex = latex(frame, "50% of a_b", "tab:x", 1)
+    assert r"a\_b \& 50\%" in tex and r"50\% of a\_b" in tex

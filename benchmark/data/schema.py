@@ -15,6 +15,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from benchmark.config import safe_name
+
 LOCATION_FIELDS = ("root", "layout", "homepage", "licence")
 
 
@@ -116,6 +118,9 @@ class FamilyFile(_Strict):
 
     @model_validator(mode="after")
     def _locations_known(self) -> FamilyFile:
+        safe_name(self.family, "family name")
+        for name in self.domains:
+            safe_name(name, "domain name")  # domain names become cache folder names
         for name, entry in self.domains.items():
             if isinstance(entry, PublishedEntry):
                 unset = [

@@ -22,11 +22,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from benchmark.config import RunSpec, Setting, TaskSpec, TeacherSpec
+from benchmark.config import TaskSpec
 from benchmark.data.domains import domain_info, family_domains
 from benchmark.data.provider import Split, SplitProvider
 from benchmark.errors import XdkdError
 from benchmark.seeding import name_seed
+from benchmark.specs import RunSpec, Setting, TeacherSpec
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,11 @@ from typing import Literal
 
 import torch
 
-from benchmark.config import EvalSpec, RunSpec
+from benchmark.config import EvalSpec
 from benchmark.executors.local import run_in_process, run_pool, worker_setups
 from benchmark.executors.plan import SweepSummary, plan_sweep
 from benchmark.executors.slurm import SlurmOptions, run_slurm
+from benchmark.specs import RunSpec
 from benchmark.store import RunStore
 
 __all__ = ["ExecutorOptions", "SlurmOptions", "SweepSummary", "run_sweep"]

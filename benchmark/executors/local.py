@@ -26,12 +26,12 @@ from pathlib import Path
 
 import torch
 
-from benchmark.config import RunSpec, TeacherSpec
 from benchmark.errors import XdkdError
 from benchmark.executors.plan import Scheduler, SweepPlan, SweepProgress, SweepSummary
 from benchmark.executors.tasks import Result, Task, execute
 from benchmark.failures import describe_exit, oom_kills
 from benchmark.harness import Harness
+from benchmark.specs import RunSpec, TeacherSpec
 from benchmark.store import RunStore
 
 POLL_S = 0.5

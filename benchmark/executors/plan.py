@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 
 from tqdm.auto import tqdm
 
-from benchmark.config import EvalSpec, RunSpec, TeacherSpec
+from benchmark.config import EvalSpec
 from benchmark.executors.tasks import Result, Task
+from benchmark.specs import RunSpec, TeacherSpec
 from benchmark.store import RunStore
 
 BUSY_RETRY_S = 2.0  # how long a run claimed by another process waits before it is asked again

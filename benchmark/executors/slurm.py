@@ -7,7 +7,7 @@ the local workers (flock; NFSv4 and Lustre mounted with flock support honour it 
 nodes), so results never travel through submitit's pickles and a dead driver loses
 nothing: rerunning the same command resubmits only what has no record. A task that is
 preempted or reaches its time limit is requeued by submitit (up to `max_requeues` times)
-and starts its run again from the beginning.
+and resumes its run from the last epoch's checkpoint.
 
 `cluster` other than "slurm" uses submitit's own `local` (subprocesses) or `debug`
 (in-process) executors: the same code path, without a cluster, for tests and dry runs.

@@ -16,10 +16,11 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-from benchmark.config import EvalSpec, RunSpec, TeacherSpec
+from benchmark.config import EvalSpec
 from benchmark.failures import describe_failure
 from benchmark.harness import Harness
 from benchmark.locks import LockHeld, file_lock
+from benchmark.specs import RunSpec, TeacherSpec
 from benchmark.store import write_json
 
 Outcome = Literal["done", "failed", "busy", "recorded"]

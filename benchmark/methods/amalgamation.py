@@ -39,7 +39,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.methods.base import Batch, Method
-from benchmark.methods.ensemble_kd import in_student_columns
 from benchmark.methods.kd import kd_loss
 from benchmark.methods.parts import gaussian_mmd, probe_outputs
 from benchmark.methods.registry import METHODS
@@ -64,16 +63,6 @@ def reconstruction_loss(
 ) -> torch.Tensor:
     """sum over teachers of the mean squared error of the rebuilt features."""
     return sum(F.mse_loss(r, f) for r, f in zip(reconstructed, teacher_features, strict=True))
-
-
-def placed_logits(logits: dict[str, torch.Tensor], teacher: Teachers, classes: int):
-    """The teachers' logits in the student's columns, the mean where several know a class
-    (`teacher(images)`'s rule, from logits already computed)."""
-    placed = in_student_columns(logits, teacher, classes, 0.0)
-    known = in_student_columns(
-        {n: torch.ones_like(v) for n, v in logits.items()}, teacher, classes, 0.0
-    )
-    return placed.sum(dim=0) / known.sum(dim=0).clamp_min(1.0)
 
 
 @METHODS.register("amalgamation")
@@ -110,8 +99,7 @@ class Amalgamation(Method):
         images = batch.all_images()
         student_out = forward_outputs(student, images)
         outputs = {name: teacher.outputs(images, name) for name in teacher.names}
-        classes = student_out.logits.shape[1]
-        teacher_logits = placed_logits({n: o.logits for n, o in outputs.items()}, teacher, classes)
+        teacher_logits = teacher.combine({n: o.logits for n, o in outputs.items()})
         kd = kd_loss(student_out.logits, teacher_logits, p["temperature"])
         features = [o.pooled for o in outputs.values()]
         common = [encode(f) for encode, f in zip(self.teacher_encoders, features, strict=True)]

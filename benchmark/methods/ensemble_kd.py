@@ -37,19 +37,6 @@ from benchmark.teachers import Teachers
 WEIGHTINGS = ("uniform", "confidence")
 
 
-def in_student_columns(
-    values: dict[str, torch.Tensor], teacher: Teachers, classes: int, fill: float
-) -> torch.Tensor:
-    """Each teacher's (B, its classes) values in the student's columns, `fill` in the columns
-    it does not know: one (K, B, classes) tensor, teachers in `teacher.names` order."""
-    first = next(iter(values.values()))
-    placed = first.new_full((len(values), first.shape[0], classes), fill)
-    for index, (name, value) in enumerate(values.items()):
-        columns = torch.tensor(teacher.columns(name), device=value.device)
-        placed[index, :, columns] = value
-    return placed
-
-
 def ensemble_distribution(
     member_logits: torch.Tensor, temperature: float, weighting: str
 ) -> torch.Tensor:
@@ -95,9 +82,7 @@ class EnsembleKD(Method):
     ) -> dict[str, torch.Tensor]:
         images = batch.all_images()
         student_logits = student(images)
-        member_logits = in_student_columns(
-            teacher.member_logits(images), teacher, student_logits.shape[1], float("-inf")
-        )
+        member_logits = teacher.place(teacher.member_logits(images), float("-inf"))
         p = self.params
         kd = ensemble_kd_loss(student_logits, member_logits, p["temperature"], p["weighting"])
         source_count = len(batch.source_labels)

@@ -50,7 +50,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.methods.base import Batch, Method
-from benchmark.methods.ensemble_kd import in_student_columns
 from benchmark.methods.registry import METHODS
 from benchmark.protocols import Needs
 from benchmark.teachers import Teachers
@@ -145,9 +144,7 @@ class KD3A(Method):
         logits = student(torch.cat([batch.source_images, mixed_images]))
         source_count = len(batch.source_labels)
         with torch.no_grad():
-            probabilities = in_student_columns(
-                teacher.member_probabilities(target), teacher, logits.shape[1], 0.0
-            )
+            probabilities = teacher.place(teacher.member_probabilities(target), 0.0)
         gate = confidence_gate(batch.progress, p["gate_start"], p["gate_end"])
         vote = kd3a_loss(
             logits[source_count:], probabilities, order, gate, lam, p["consensus_focus"]

@@ -1,0 +1,75 @@
+"""A run killed mid-training resumes from its last epoch's checkpoint and reaches exactly the
+numbers it would have reached uninterrupted; the checkpoint is gone once the record is written."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+EPOCHS = 4
+
+
+def xdkd_run(suite: Path, out: Path) -> subprocess.Popen:
+    command = [sys.executable, "-m", "benchmark.cli", "run", str(suite), "--out", str(out)]
+    command += ["--results", str(out / "results"), "--device", "cpu", "--no-progress"]
+    command += ["--workers", "0"]  # the same threads in every run: same sums, same numbers
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def finished(process: subprocess.Popen) -> str:
+    output = process.communicate(timeout=600)[0]
+    assert process.returncode == 0, output
+    return output
+
+
+def checkpointed_epoch(out: Path) -> int:
+    """The epoch of a student checkpoint written so far (0: none yet)."""
+    for path in out.glob("runs/*/checkpoint.pt"):
+        try:
+            return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
+        except Exception:  # being replaced right now
+            return 0
+    return 0
+
+
+def only_record(out: Path) -> dict:
+    (path,) = out.glob("runs/*/record.json")
+    return json.loads(path.read_text())
+
+
+def test_a_run_killed_mid_training_resumes_to_the_same_numbers(tiny_suite, tmp_path):
+    recipe = {"epochs": EPOCHS, "batch_size": 64, "lr": 0.003}
+    suite = tiny_suite(
+        pairs=[{"source": "optdigits", "target": "mnist"}],
+        methods=["mean_teacher"],  # EMA copy, its own generator, dropout: every kind of state
+        student_recipe=recipe,
+        corruptions=["gaussian_noise"],
+        corruption_images=50,
+    )
+    whole = tmp_path / "whole"
+    finished(xdkd_run(suite, whole))
+    killed = tmp_path / "killed"
+    run = xdkd_run(suite, killed)
+    deadline = time.monotonic() + 300
+    while checkpointed_epoch(killed) < 2 and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert run.poll() is None, "the run ended before it could be killed mid-training"
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    epoch = checkpointed_epoch(killed)
+    assert 2 <= epoch < EPOCHS
+    output = finished(xdkd_run(suite, killed))
+    assert f"epoch {epoch} done" in output
+    a, b = only_record(whole), only_record(killed)
+    assert b["training"]["resumed_epochs"] == epoch and a["training"]["resumed_epochs"] == 0
+    assert a["curves"] == b["curves"]
+    assert a["metrics"]["target_acc"] == b["metrics"]["target_acc"]
+    assert a["per_domain"] == b["per_domain"] and a["selected"] == b["selected"]
+    assert a["robustness"]["items"] == b["robustness"]["items"]
+    assert not list(killed.glob("runs/*/checkpoint.pt")), "the checkpoint outlived the record"
