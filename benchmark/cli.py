@@ -1,223 +1,19 @@
-"""`xdkd`: the command line. Thin: parses, calls the modules, prints."""
+"""`xdkd`: the command line. Thin: parses, calls the modules, prints; every error a person
+can act on is one line (`xdkd: error: ...`, exit 2), a bug one line and a saved traceback."""
 
 from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import sys
-from pathlib import Path
 
-from benchmark.cli_datasets import add_data_options, add_datasets_command, apply_data_options
+from benchmark.cli_datasets import add_datasets_command
 from benchmark.cli_lists import add_list_commands
 from benchmark.cli_report import add_report_commands
+from benchmark.cli_run import add_run_commands, runs_root
 from benchmark.errors import XdkdError
-from benchmark.files import output_directory
 
 EPILOG = "Docs: README.md. Every command takes --help."
-
-
-def baselines_dir() -> Path:
-    return Path(os.environ.get("XDKD_BASELINES", Path(__file__).resolve().parents[1] / "baselines"))
-
-
-def suite_path(name: str) -> Path:
-    """A suite file path, or a bare name in baselines/ (`quick` -> baselines/quick.yaml)."""
-    path = Path(name)
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        return path
-    candidate = baselines_dir() / f"{name}.yaml"
-    if candidate.exists():
-        return candidate
-    from benchmark.registry import unknown_name_message
-
-    suites = [p.stem for p in baselines_dir().glob("*.yaml")]
-    raise XdkdError(unknown_name_message("suite", name, suites) + " (or give a path to a .yaml)")
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    apply_data_options(args)
-    from benchmark.catalogue import live_catalogue
-    from benchmark.expansion import expand_runs
-    from benchmark.suites import load_suite
-
-    known = live_catalogue()
-    suite = load_suite(suite_path(args.suite), args.set, known)
-    expansion = expand_runs(suite, known)
-    for note in expansion.notes:
-        print(f"note: {note}")
-    from benchmark.data.provider import SplitProvider
-    from benchmark.data.setting import check_setting_data
-    from benchmark.provenance import resolve_device
-
-    device = resolve_device(args.device)
-    options = executor_options(args)
-    provider = SplitProvider(device)
-    for spec in {s.setting.model_dump_json(): s for s in expansion.specs}.values():
-        check_setting_data(provider, spec)
-    out = output_directory(Path(args.out or Path("runs") / suite.name), "--out")
-    results = output_directory(Path(args.results or Path("results") / suite.name), "--results")
-    where = (
-        f"Slurm ({options.slurm.cluster})"
-        if options.executor == "slurm"
-        else describe_workers(device, options)
-    )
-    print(
-        f"suite '{suite.name}': {len(expansion.specs)} runs on {where}; "
-        f"records in {out}/, leaderboard in {results}/"
-    )
-    selection = "source-val" if suite.source_validation else "last"
-    return sweep_and_report(
-        expansion.specs, suite.evaluation, out, results, device, options, selection
-    )
-
-
-def sweep_and_report(
-    specs, evaluation, out: Path, results: Path | None, device, options, selection
-) -> int:
-    """Run the sweep, print what happened, write and print the leaderboard."""
-    from benchmark.executors import run_sweep
-    from benchmark.report import write_leaderboard
-    from benchmark.store import RunStore
-
-    store = RunStore(out)
-    summary = run_sweep(store, specs, evaluation, device, options)
-    print(
-        f"{len(summary.done)} runs done, {summary.recorded} already recorded, "
-        f"{len(summary.failed)} failed"
-        + (f", {summary.not_retried} failed before (not retried)" if summary.not_retried else "")
-    )
-    for key, label, reason in summary.failed:
-        print(f"  failed: {key} {label}: {reason}")
-    records = store.records([spec.key for spec in specs])
-    if records and results is not None:
-        command = "xdkd " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-        _, text = write_leaderboard(records, results, command, selection)
-        print(text)
-    return 1 if summary.failed or summary.not_retried else 0
-
-
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    """Evaluate trained runs again under changed evaluation settings; nothing trains."""
-    apply_data_options(args)
-    from benchmark.catalogue import live_catalogue
-    from benchmark.config import EVALUATION_FIELDS
-    from benchmark.provenance import resolve_device
-    from benchmark.store import RunStore
-
-    for override in args.set:
-        field = override.partition("=")[0].split(".")[0]
-        if field not in EVALUATION_FIELDS:
-            raise XdkdError(
-                f"--set {override}: '{field}' is not an evaluation setting; xdkd evaluate "
-                f"changes {', '.join(EVALUATION_FIELDS)} (training settings need xdkd run)"
-            )
-    root = runs_root(args.runs)
-    store = RunStore(root)
-    known = live_catalogue()
-    groups: dict[str, tuple] = {}
-    skipped = 0
-    for directory in sorted(path for path in (root / "runs").iterdir() if path.is_dir()):
-        key = directory.name
-        record = store.record(key)
-        spec = record.spec if record else store.load_spec(key)
-        card = known.methods.get(spec.method.name) if spec else None
-        if card is None or (card.trains_student and store.training(key) is None):
-            skipped += 1  # not trained (or unreadable): evaluating it would mean training
-            continue
-        evaluation = evaluation_with(record.evaluation if record else None, args.set, known)
-        groups.setdefault(evaluation.key, (evaluation, []))[1].append(spec)
-    if not groups:
-        raise XdkdError(f"{root} holds no trained runs to evaluate; xdkd run trains them")
-    device = resolve_device(args.device)
-    options = executor_options(args)
-    results = Path(args.results) if args.results else None
-    code = 0
-    for evaluation, specs in groups.values():
-        settings = ", ".join(f"{f}={getattr(evaluation, f)}" for f in EVALUATION_FIELDS)
-        print(f"evaluating {len(specs)} trained runs of {root} ({settings})")
-        code = max(
-            code,
-            sweep_and_report(specs, evaluation, root, results, device, options, args.selection),
-        )
-    if skipped:
-        print(f"{skipped} runs are not trained (yet) and were left alone: xdkd run trains them")
-    if not args.results:
-        print(f"report them with: xdkd report {root} --out results/REPORT")
-    return code
-
-
-def evaluation_with(evaluation, overrides: list[str], known):
-    """A run's evaluation settings (the defaults when it has none) with `--set` applied."""
-    from pydantic import ValidationError
-
-    from benchmark.config import EvalSpec
-    from benchmark.suites import apply_overrides
-
-    raw = (evaluation or EvalSpec()).model_dump(mode="json")
-    apply_overrides(raw, overrides)
-    try:
-        return EvalSpec.model_validate(raw, context={"catalogue": known})
-    except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        problem = first["msg"].removeprefix("Value error, ")
-        raise XdkdError(f"--set: {where}: {problem}") from None
-
-
-def runs_root(name: str) -> Path:
-    """A runs directory, or a suite name whose runs are in runs/NAME."""
-    root = Path(name)
-    if not root.is_dir() and (Path("runs") / name).is_dir():
-        root = Path("runs") / name
-    if not (root / "runs").is_dir():
-        what = "is a file" if root.is_file() else "is not a runs directory"
-        raise XdkdError(
-            f"'{root}' {what} (no {root / 'runs'}/); give the --out of an xdkd run, e.g. runs/quick"
-        )
-    return root
-
-
-def executor_options(args: argparse.Namespace):
-    from benchmark.executors import ExecutorOptions, SlurmOptions
-
-    if args.workers is not None and args.workers < 0:
-        raise XdkdError(f"--workers {args.workers}: give 0 (in this process) or more")
-    if args.jobs_per_gpu < 1:
-        raise XdkdError(f"--jobs-per-gpu {args.jobs_per_gpu}: give 1 or more")
-    slurm = SlurmOptions(
-        partition=args.slurm_partition,
-        time_min=args.slurm_time,
-        gpus_per_task=args.slurm_gpus_per_task,
-        cpus_per_task=args.slurm_cpus_per_task,
-        mem_gb=args.slurm_mem_gb,
-        array_parallelism=args.slurm_array_parallelism,
-        account=args.slurm_account,
-        max_requeues=args.slurm_max_requeues,
-        cluster=args.slurm_cluster,
-        detach=args.detach,
-    )
-    return ExecutorOptions(
-        executor=args.executor,
-        workers=args.workers,
-        jobs_per_gpu=args.jobs_per_gpu,
-        retry_failed=args.retry_failed,
-        progress=not args.no_progress,
-        slurm=slurm,
-    )
-
-
-def describe_workers(device, options) -> str:
-    from benchmark.executors.local import worker_setups
-    from benchmark.provenance import device_description
-
-    setups = worker_setups(device, options.workers, options.jobs_per_gpu)
-    if not setups:
-        return f"{device_description(device)}, in this process"
-    if setups[0].gpu is None:
-        return f"{len(setups)} CPU worker(s), {setups[0].threads} thread(s) each"
-    gpus = sorted({setup.gpu for setup in setups})
-    return f"{len(setups)} worker(s) on GPU(s) {', '.join(map(str, gpus))}"
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -230,65 +26,6 @@ def cmd_status(args: argparse.Namespace) -> int:
     status = read_status(root)
     print_status(status, root, verbose=args.all)
     return 1 if status.failed else 0
-
-
-def add_executor_options(run: argparse.ArgumentParser) -> None:
-    local = run.add_argument_group("where runs execute")
-    local.add_argument(
-        "--executor",
-        default="local",
-        choices=["local", "slurm"],
-        help="local: worker processes on this machine (default); slurm: submitit job arrays",
-    )
-    local.add_argument(
-        "--workers",
-        type=int,
-        metavar="N",
-        help="local worker processes (default: one per visible GPU x --jobs-per-gpu, or one "
-        "on CPU, the cores split between them); 0 runs everything in this process",
-    )
-    local.add_argument(
-        "--jobs-per-gpu", type=int, default=1, metavar="K", help="workers per GPU (default 1)"
-    )
-    slurm = run.add_argument_group("Slurm (--executor slurm)")
-    slurm.add_argument("--slurm-partition", metavar="NAME", help="partition (-p)")
-    slurm.add_argument("--slurm-account", metavar="NAME", help="account (-A)")
-    slurm.add_argument(
-        "--slurm-time", type=int, default=240, metavar="MIN", help="time limit per task (240)"
-    )
-    slurm.add_argument(
-        "--slurm-gpus-per-task", type=int, default=1, metavar="G", help="GPUs per task (1)"
-    )
-    slurm.add_argument(
-        "--slurm-cpus-per-task", type=int, default=8, metavar="C", help="CPUs per task (8)"
-    )
-    slurm.add_argument("--slurm-mem-gb", type=int, metavar="GB", help="memory per task")
-    slurm.add_argument(
-        "--slurm-array-parallelism",
-        type=int,
-        default=32,
-        metavar="P",
-        help="array tasks running at once (32)",
-    )
-    slurm.add_argument(
-        "--slurm-max-requeues",
-        type=int,
-        default=3,
-        metavar="R",
-        help="requeues of a preempted or timed-out task (3)",
-    )
-    slurm.add_argument(
-        "--slurm-cluster",
-        default="slurm",
-        choices=["slurm", "local", "debug"],
-        help="slurm, or submitit's local/debug executors to try the same path without a "
-        "cluster (default slurm)",
-    )
-    slurm.add_argument(
-        "--detach",
-        action="store_true",
-        help="submit and return; follow with xdkd status, rerun the command to collect",
-    )
 
 
 class Parser(argparse.ArgumentParser):
@@ -306,46 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    run = commands.add_parser(
-        "run",
-        help="run a suite and print its leaderboard",
-        description="Run every (pair, teacher, student, method, seed) of a suite. Finished "
-        "runs are skipped, teachers are trained once and shared, a failed run is recorded "
-        "and the suite goes on.",
-    )
-    run.add_argument(
-        "suite",
-        nargs="?",
-        default="quick",
-        help="suite name in baselines/ or path to a suite YAML (default: quick)",
-    )
-    run.add_argument(
-        "--device",
-        default="auto",
-        help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N (default: auto)",
-    )
-    run.add_argument("--out", help="run records directory (default: runs/SUITE)")
-    run.add_argument("--results", help="leaderboard directory (default: results/SUITE)")
-    run.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a suite field, YAML value, dotted keys; repeatable, e.g. "
-        "--set seeds=[0,1] --set student_recipe.epochs=2",
-    )
-    run.add_argument("--no-progress", action="store_true", help="no progress bars")
-    run.add_argument(
-        "--retry-failed",
-        action="store_true",
-        help="run again the runs (and teachers) that failed before; by default they are "
-        "reported and skipped",
-    )
-    add_executor_options(run)
-    add_data_options(run)
-    run.set_defaults(handler=cmd_run)
-
+    add_run_commands(commands)
     status = commands.add_parser(
         "status",
         help="what a runs directory holds: done, failed (with reasons), running, queued",
@@ -368,7 +66,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_datasets_command(commands)
 
     add_list_commands(commands)
-    add_evaluate_command(commands)
     add_report_commands(commands)
     return parser
 
@@ -378,35 +75,6 @@ def check_environment() -> None:
     from benchmark.data.settings import bad_image_policy, data_workers, device_data_budget
 
     bad_image_policy(), device_data_budget(), data_workers()
-
-
-def add_evaluate_command(commands: argparse._SubParsersAction) -> None:
-    evaluate = commands.add_parser(
-        "evaluate",
-        help="evaluate trained runs again (new corruptions, held-out domains, floor); no training",
-        description="Re-evaluate every trained run of a runs directory from its saved student "
-        "weights, with evaluation settings changed by --set (corruptions, corruption_images, "
-        "teacher_floor, heldout), and update the records atomically. Nothing trains.",
-    )
-    evaluate.add_argument("runs", help="runs directory (the --out of xdkd run), or a suite name")
-    evaluate.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="change an evaluation setting, e.g. --set 'corruptions=[benchmark, shape, "
-        "speckle_noise]' --set corruption_images=500",
-    )
-    evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    evaluate.add_argument("--results", help="also write the leaderboard here")
-    evaluate.add_argument(
-        "--selection", default="source-val", help="model-selection rule of that leaderboard"
-    )
-    evaluate.add_argument("--no-progress", action="store_true", help="no progress bars")
-    evaluate.add_argument("--retry-failed", action="store_true", help="evaluate failed ones again")
-    add_executor_options(evaluate)
-    add_data_options(evaluate)
-    evaluate.set_defaults(handler=cmd_evaluate)
 
 
 def main(argv: list[str] | None = None) -> int:
