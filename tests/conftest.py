@@ -23,7 +23,7 @@ def domain_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 TINY_RECIPE = {"epochs": 1, "batch_size": 64, "lr": 0.003}
-# optdigits' 1,293 training images make a LeNet epoch of 20 steps; mnist is the target
+# optdigits' 1,295 training images make a LeNet epoch of 20 steps; mnist is the target
 TINY_PAIR = {"source": "optdigits", "target": "mnist"}
 
 
