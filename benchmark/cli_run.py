@@ -149,17 +149,15 @@ def evaluation_with(evaluation, overrides: list[str], known):
     from pydantic import ValidationError
 
     from benchmark.config import EvalSpec
-    from benchmark.suites import apply_overrides
+    from benchmark.suites import apply_overrides, first_problem
 
     raw = (evaluation or EvalSpec()).model_dump(mode="json")
     apply_overrides(raw, overrides)
     try:
         return EvalSpec.model_validate(raw, context={"catalogue": known})
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        problem = first["msg"].removeprefix("Value error, ")
-        raise XdkdError(f"--set: {where}: {problem}") from None
+        location, problem = first_problem(error)
+        raise XdkdError(f"--set: {'.'.join(map(str, location))}: {problem}") from None
 
 
 def runs_root(name: str) -> Path:

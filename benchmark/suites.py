@@ -63,7 +63,8 @@ def _line_of(root: yaml.Node | None, location: Location) -> int | None:
     return line
 
 
-def _pydantic_message(source: Source, error: ValidationError) -> str:
+def first_problem(error: ValidationError) -> tuple[Location, str]:
+    """The location and the readable text of a pydantic error's first problem."""
     first = error.errors()[0]
     location = tuple(
         p for p in first["loc"] if not (isinstance(p, str) and p.startswith("function"))
@@ -71,6 +72,11 @@ def _pydantic_message(source: Source, error: ValidationError) -> str:
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         message = "unknown field; remove it or check its spelling"
+    return location, message
+
+
+def _pydantic_message(source: Source, error: ValidationError) -> str:
+    location, message = first_problem(error)
     more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
     return source.message(location, message + more)
 
