@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from benchmark.errors import XdkdError
+
 
 def atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -91,8 +93,6 @@ def read_manifest(path: Path) -> dict | None:
 def output_directory(path: Path, flag: str) -> Path:
     """A directory the command can write (created if missing), checked before anything runs;
     `flag` names the option it came from in the message."""
-    from benchmark.errors import XdkdError
-
     if path.exists() and not path.is_dir():
         raise XdkdError(f"{flag} '{path}' is a file, not a directory; give a directory")
     try:
