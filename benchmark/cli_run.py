@@ -48,7 +48,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from benchmark.provenance import resolve_device
 
     device = resolve_device(args.device)
-    options = executor_options(args)
+    options = executor_options(args, expansion.specs, device)
     provider = SplitProvider(device)
     for spec in {s.setting.model_dump_json(): s for s in expansion.specs}.values():
         check_setting_data(provider, spec)
@@ -127,7 +127,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not groups:
         raise XdkdError(f"{root} holds no trained runs to evaluate; xdkd run trains them")
     device = resolve_device(args.device)
-    options = executor_options(args)
+    options = executor_options(args, [s for _, specs in groups.values() for s in specs], device)
     results = Path(args.results) if args.results else None
     code = 0
     for evaluation, specs in groups.values():
@@ -173,13 +173,35 @@ def runs_root(name: str) -> Path:
     return root
 
 
-def executor_options(args: argparse.Namespace):
+def jobs_per_gpu(text: str) -> int | str:
+    """`--jobs-per-gpu`: a number of 1 or more, or `auto`."""
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not 'auto' or a number of 1 or more")
+    return value
+
+
+def executor_options(args: argparse.Namespace, specs: list, device):
+    """The executor's options for a sweep of `specs` on `device` (`--jobs-per-gpu auto`
+    measures what one of its runs needs); `--fast-path` goes in the environment, where every
+    worker and cluster task of the sweep reads it."""
     from benchmark.executors import ExecutorOptions, SlurmOptions
 
+    if args.fast_path:
+        os.environ["XDKD_FAST_PATH"] = args.fast_path
     if args.workers is not None and args.workers < 0:
         raise XdkdError(f"--workers {args.workers}: give 0 (in this process) or more")
-    if args.jobs_per_gpu < 1:
-        raise XdkdError(f"--jobs-per-gpu {args.jobs_per_gpu}: give 1 or more")
+    per_gpu = args.jobs_per_gpu
+    if per_gpu == "auto":
+        from benchmark.executors.sizing import auto_jobs_per_gpu
+
+        per_gpu, how = auto_jobs_per_gpu(specs, device)
+        print(f"--jobs-per-gpu auto: {how}")
     slurm = SlurmOptions(
         partition=args.slurm_partition,
         time_min=args.slurm_time,
@@ -195,7 +217,7 @@ def executor_options(args: argparse.Namespace):
     return ExecutorOptions(
         executor=args.executor,
         workers=args.workers,
-        jobs_per_gpu=args.jobs_per_gpu,
+        jobs_per_gpu=per_gpu,
         retry_failed=args.retry_failed,
         progress=not args.no_progress,
         slurm=slurm,
@@ -231,7 +253,19 @@ def add_executor_options(run: argparse.ArgumentParser) -> None:
         "on CPU, the cores split between them); 0 runs everything in this process",
     )
     local.add_argument(
-        "--jobs-per-gpu", type=int, default=1, metavar="K", help="workers per GPU (default 1)"
+        "--jobs-per-gpu",
+        type=jobs_per_gpu,
+        default=1,
+        metavar="K",
+        help="workers per GPU (default 1); auto: as many as the memory one run needs allows "
+        "(measured with one training step on the GPU), at most one per CPU core",
+    )
+    local.add_argument(
+        "--fast-path",
+        choices=["auto", "max", "off"],
+        help="auto: channels-last, inference mode and, on CUDA, bf16 autocast, TF32 and "
+        "fused AdamW, bit-identical run to run; max: also cuDNN autotuning (not "
+        "bit-identical); off: none (default: $XDKD_FAST_PATH, else auto)",
     )
     slurm = run.add_argument_group("Slurm (--executor slurm)")
     slurm.add_argument("--slurm-partition", metavar="NAME", help="partition (-p)")

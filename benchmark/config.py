@@ -23,6 +23,7 @@ from pydantic import (
     Field,
     ValidationInfo,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -217,6 +218,16 @@ class Recipe(Strict):
     schedule: Literal["onecycle", "cosine", "constant"] = "onecycle"
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     augment: bool = True
+    compile: bool = False  # torch.compile the student (opt-in; measured in `xdkd bench`)
+
+    @model_serializer(mode="wrap")
+    def _compile_when_on(self, handler: Any) -> dict[str, Any]:
+        """`compile` is written only when on, so a recipe without it keeps the key it had
+        before the field existed (every committed run key stays valid)."""
+        data = handler(self)
+        if not self.compile:
+            data.pop("compile", None)
+        return data
 
 
 def _class_names(value: Any) -> Any:

@@ -13,7 +13,7 @@ from benchmark.data.provider import Split
 from benchmark.data.tensors import ordered_batches
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict(
     model: nn.Module, split: Split, batch_size: int = 512
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -40,8 +40,32 @@ def clean_metrics(model: nn.Module, split: Split, batch_size: int = 512) -> dict
     }
 
 
+@torch.inference_mode()
 def corruption_accuracy(
     model: nn.Module, corrupted: dict[tuple[str, int], Split], batch_size: int = 512
 ) -> dict[tuple[str, int], float]:
-    """Accuracy on every (corruption, severity) cell."""
-    return {cell: accuracy(model, split, batch_size) for cell, split in corrupted.items()}
+    """Accuracy on every (corruption, severity) cell, the cells read as one stream: batches
+    are filled across cells (at least `batch_size` images each), so a small cell costs no
+    partial batch of its own."""
+    was_training = model.training
+    model.eval()
+    correct = dict.fromkeys(corrupted, 0)
+    pending: list[tuple[tuple[str, int], torch.Tensor, torch.Tensor]] = []
+
+    def score() -> None:
+        batch = torch.cat([images for _, images, _ in pending])
+        hits = model(batch).argmax(1) == torch.cat([labels for _, _, labels in pending])
+        sizes = [len(labels) for _, _, labels in pending]
+        for (cell, _, _), cell_hits in zip(pending, hits.split(sizes), strict=True):
+            correct[cell] += int(cell_hits.sum())
+        pending.clear()
+
+    for cell, split in corrupted.items():
+        for images, labels in ordered_batches(split, batch_size):
+            pending.append((cell, images, labels))
+            if sum(len(labels) for _, _, labels in pending) >= batch_size:
+                score()
+    if pending:
+        score()
+    model.train(was_training)
+    return {cell: correct[cell] / max(len(split), 1) for cell, split in corrupted.items()}

@@ -23,6 +23,7 @@ from benchmark.cost import model_cost
 from benchmark.data.provider import SplitProvider
 from benchmark.data.setting import RunSplits
 from benchmark.evaluate import accuracy, clean_metrics, predict
+from benchmark.fastpath import FastPath
 from benchmark.provenance import device_description, provenance
 from benchmark.robustness import resolve_corruptions, robustness_summary
 from benchmark.specs import RunRecord, RunSpec
@@ -150,20 +151,34 @@ def evaluate_run(
     teachers: list[TrainedTeacher],
     provider: SplitProvider,
     device: torch.device,
+    fast: FastPath,
     batch_size: int = 512,
+    teacher_cache: dict | None = None,
 ) -> RunRecord:
     """The record of a run whose training is done: `network` holds the last epoch's weights
     (the teachers' ensemble for the teacher row), `states` the weights of the epochs the
-    selection rules chose."""
+    selection rules chose. `teacher_cache` keeps the teachers' clean metrics and rows between
+    the runs of one process (every method of a setting shares its teachers)."""
     started = time.perf_counter()
     splits = RunSplits(provider, spec)
     members = [t.member for t in teachers]
     metrics, per_domain = clean_block(network, splits, evaluation, batch_size)
-    if isinstance(network, EnsembleNetwork):  # the teacher row: it is the ensemble
-        teacher_metrics = metrics
-    else:
-        ensemble = EnsembleNetwork(members, len(splits.classes)).to(device).eval()
-        teacher_metrics, _ = clean_block(ensemble, splits, evaluation, batch_size)
+    cache = {} if teacher_cache is None else teacher_cache
+    cache_key = (
+        tuple(t.info["key"] for t in teachers),
+        spec.setting.model_dump_json(),
+        spec.image_size,
+        evaluation.key,
+    )
+    if cache_key not in cache:
+        if isinstance(network, EnsembleNetwork):  # the teacher row: it is the ensemble
+            ensemble_metrics = dict(metrics)
+        else:
+            ensemble = EnsembleNetwork(members, len(splits.classes)).to(device).eval()
+            ensemble_metrics, _ = clean_block(ensemble, splits, evaluation, batch_size)
+        rows = teacher_rows(teachers, splits, evaluation.teacher_floor, batch_size)
+        cache[cache_key] = (ensemble_metrics, rows)
+    teacher_metrics, rows = cache[cache_key]
     metrics["teacher_target_acc"] = teacher_metrics["target_acc"]
     metrics["knowledge_recovery"] = metrics["target_acc"] / max(
         teacher_metrics["target_acc"], 1e-12
@@ -206,7 +221,7 @@ def evaluate_run(
         evaluation=evaluation,
         evaluation_key=evaluation.key,
         saw={**saw, "teachers": [t.info["key"] for t in teachers]},
-        teachers=teacher_rows(teachers, splits, evaluation.teacher_floor, batch_size),
+        teachers=rows,
         curves=curves,
         selections=selections,
         metrics={k: v for k, v in metrics.items() if not math.isnan(v)},
@@ -220,6 +235,7 @@ def evaluate_run(
         notes=(training or {}).get("notes", {}),
         wall_time_s=metrics["train_wall_time_s"] + evaluation_seconds,
         device=device_description(device),
+        fast_path=fast.settings(),
         provenance=provenance(),
     )
 

@@ -21,6 +21,7 @@ from benchmark.data.provider import SplitProvider
 from benchmark.data.setting import RunSplits, teacher_parts
 from benchmark.evaluate import accuracy
 from benchmark.evaluation import TrainedTeacher, evaluate_run
+from benchmark.fastpath import FastPath
 from benchmark.locks import file_lock
 from benchmark.methods import METHODS, create_method
 from benchmark.methods.source_only import SourceOnly
@@ -62,7 +63,10 @@ class Harness:
         self.device = device
         self.eval_batch_size = eval_batch_size
         self.splits = SplitProvider(device)
+        self.fast = FastPath.for_device(device)
+        self.fast.configure_backends()
         self._teachers: dict[str, tuple[nn.Module, dict] | Exception] = {}
+        self._teacher_evaluations: dict = {}  # evaluation's teacher metrics, per setting
 
     # --- teachers --------------------------------------------------------------------------
 
@@ -89,7 +93,7 @@ class Harness:
             if saved is not None:
                 model = create_backbone(spec.backbone, len(teacher_classes(spec)))
                 model.load_state_dict(saved[0])
-                return freeze(model.to(self.device)), saved[1]
+                return freeze(self.fast.prepare(model.to(self.device))), saved[1]
             recorded = self.store.teacher_error(spec)
             if recorded and not retry_failed:
                 raise TeacherFailed(f"teacher {spec.key} failed: {recorded}")
@@ -102,7 +106,7 @@ class Harness:
     def _train_teacher(self, spec: TeacherSpec) -> tuple[nn.Module, dict]:
         classes = teacher_classes(spec)
         torch.manual_seed(derive_seed(spec.seed, "teacher-init", spec.backbone.name))
-        model = create_backbone(spec.backbone, len(classes)).to(self.device)
+        model = self.fast.prepare(create_backbone(spec.backbone, len(classes)).to(self.device))
         data = TrainData(
             sources=teacher_parts(self.splits, spec, "train"),
             source_val=teacher_parts(self.splits, spec, "val") if spec.source_validation else [],
@@ -119,6 +123,7 @@ class Harness:
             checkpoint=self.store.teacher_checkpoint(spec),
             select=False,
             progress=self.progress,
+            fast=self.fast,
         )
         model.load_state_dict(result.states[spec.recipe.epochs])
         tests = teacher_parts(self.splits, spec, "test")
@@ -130,6 +135,7 @@ class Harness:
             "train_wall_time_s": result.train_seconds,
             "params": sum(p.numel() for p in model.parameters()),
             "device": device_description(self.device),
+            "fast_path": self.fast.settings(),
         }
         self.store.save_teacher(spec, {k: v.cpu() for k, v in model.state_dict().items()}, info)
         return freeze(model), info
@@ -160,6 +166,9 @@ class Harness:
         )
         torch.manual_seed(derive_seed(spec.seed, "student-init", spec.student.name))
         student = create_backbone(spec.student, len(splits.classes)).to(self.device)
+        student = self.fast.prepare(student)
+        if spec.student_recipe.compile:
+            student.compile()
         access = spec.setting.protocol.params["teacher_access"]
         members = [t.member for t in teachers]
         view = Teachers(members, len(splits.classes), access) if method.needs.teacher else None
@@ -174,6 +183,7 @@ class Harness:
             label=spec.label,
             checkpoint=self.store.checkpoint(spec.key),
             progress=self.progress,
+            fast=self.fast,
         )
         memory_mb, memory_kind = peak_memory(self.device)
         info = {
@@ -188,6 +198,7 @@ class Harness:
             "peak_memory_mb": memory_mb,
             "notes": {"peak_memory_mb": memory_kind},
             "device": device_description(self.device),
+            "fast_path": {**self.fast.settings(), "compile": spec.student_recipe.compile},
         }
         states = {e: {k: v.cpu() for k, v in s.items()} for e, s in result.states.items()}
         self.store.save_training(spec.key, info, states)
@@ -207,22 +218,25 @@ class Harness:
             trained = training is None
             if trained:
                 training = self.train(spec, splits, teachers)
-            network = create_backbone(spec.student, classes).to(self.device)
+            network = self.fast.prepare(create_backbone(spec.student, classes).to(self.device))
             last = training["epochs"]
             network.load_state_dict(self.store.student_state(spec.key, training, last))
             states = {
                 epoch: self.store.student_state(spec.key, training, epoch)
                 for epoch in set(training["selections"].values()) - {last}
             }
-        record = evaluate_run(
-            spec,
-            evaluation,
-            network.eval(),
-            training,
-            states,
-            teachers,
-            self.splits,
-            self.device,
-            self.eval_batch_size,
-        )
+        with self.fast.autocast(self.device):
+            record = evaluate_run(
+                spec,
+                evaluation,
+                network.eval(),
+                training,
+                states,
+                teachers,
+                self.splits,
+                self.device,
+                self.fast,
+                self.eval_batch_size,
+                self._teacher_evaluations,
+            )
         return record, trained

@@ -168,4 +168,5 @@ class RunRecord(BaseModel):
     notes: dict[str, str] = Field(default_factory=dict)
     wall_time_s: float
     device: str
+    fast_path: dict[str, Any] = Field(default_factory=dict)  # evaluation's; training's in training
     provenance: dict[str, str]

@@ -27,6 +27,7 @@ from benchmark.data.setting import Part
 from benchmark.data.tensors import Stream, normalize
 from benchmark.errors import XdkdError
 from benchmark.evaluate import predict
+from benchmark.fastpath import FastPath
 from benchmark.methods.base import Batch, DomainBatch, Method
 from benchmark.selection import RULES
 from benchmark.teachers import Teachers
@@ -41,14 +42,17 @@ class DivergedError(XdkdError):
 
 
 def make_optimizer(
-    params: list[nn.Parameter], recipe: Recipe, total_steps: int
+    params: list[nn.Parameter], recipe: Recipe, total_steps: int, fused: bool = False
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """The recipe's optimizer and schedule; `fused`: AdamW's one-kernel update (CUDA)."""
     if recipe.optimizer == "sgd":
         optimizer = torch.optim.SGD(
             params, lr=recipe.lr, momentum=0.9, nesterov=True, weight_decay=recipe.weight_decay
         )
     else:
-        optimizer = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+        optimizer = torch.optim.AdamW(
+            params, lr=recipe.lr, weight_decay=recipe.weight_decay, fused=fused or None
+        )
     if recipe.schedule == "onecycle":
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=recipe.lr, total_steps=total_steps, pct_start=0.25
@@ -205,6 +209,29 @@ def _copy(network: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in network.state_dict().items()}
 
 
+def train_step(
+    method: Method,
+    network: nn.Module,
+    teachers: Teachers | None,
+    batch: Batch,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    fast: FastPath,
+    device: torch.device,
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """One optimisation step on `batch`: the method's loss terms (forward passes under the
+    fast path's precision), their sum's backward pass, the optimizer's and schedule's step.
+    Returns the terms and the summed loss, still on the device (no host sync)."""
+    with fast.autocast(device):
+        terms = method.losses(network, teachers, batch)
+        total = sum(terms.values())
+    optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    optimizer.step()
+    scheduler.step()
+    return terms, total.detach()
+
+
 def fit(
     network: nn.Module,
     teachers: Teachers | None,
@@ -216,11 +243,15 @@ def fit(
     checkpoint: Checkpointer | None = None,
     select: bool = True,
     progress: bool = True,
+    fast: FastPath | None = None,
 ) -> FitResult:
     """Train `network` with `method` for `recipe.epochs`, resuming from `checkpoint` when it
     holds one. `select`: measure the selection curves after every epoch and keep the chosen
-    epochs' weights (students); otherwise only the last weights (teachers)."""
+    epochs' weights (students); otherwise only the last weights (teachers). `fast`: the fast
+    path's precision and optimizer (the network already in its layout)."""
     checkpoint = checkpoint or Checkpointer()
+    fast = fast or FastPath()
+    device = generator.device
     epoch_steps = data.steps_per_epoch(recipe.batch_size)
     total_steps = recipe.epochs * epoch_steps
     batches = Batches(data, recipe.batch_size, generator, recipe.augment)
@@ -229,10 +260,10 @@ def fit(
     method.setup(network, teachers, batches.next(0.0))
     method.train()
     params = [p for p in [*network.parameters(), *method.parameters()] if p.requires_grad]
-    optimizer, scheduler = make_optimizer(params, recipe, total_steps)
+    optimizer, scheduler = make_optimizer(params, recipe, total_steps, fast.fused_adamw)
     curves: dict[str, list[float]] = {}
     kept: dict[int, dict[str, torch.Tensor]] = {}
-    losses = torch.zeros(total_steps, device=batches.generator.device)
+    losses = torch.zeros(total_steps, device=device)
     done, elapsed = 0, 0.0
     saved = checkpoint.load()
     if saved is not None:
@@ -258,15 +289,12 @@ def fit(
     )
     for epoch in range(done, recipe.epochs):
         for step in range(epoch * epoch_steps, (epoch + 1) * epoch_steps):
-            terms = method.losses(network, teachers, batches.next(step / total_steps))
-            total = sum(terms.values())
-            losses[step] = total.detach()
+            batch = batches.next(step / total_steps)
+            terms, losses[step] = train_step(
+                method, network, teachers, batch, optimizer, scheduler, fast, device
+            )
             if step % LOG_EVERY == 0:
                 _check_and_show(terms, step, total_steps, label, recipe.lr, bar)
-            optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            optimizer.step()
-            scheduler.step()
             bar.update(1)
         epoch_losses = losses[epoch * epoch_steps : (epoch + 1) * epoch_steps]
         if not bool(torch.isfinite(epoch_losses).all()):
@@ -277,7 +305,9 @@ def fit(
         _append(curves, "epoch", epoch + 1)
         _append(curves, "loss", float(epoch_losses.mean()))
         if select:
-            for name, value in validation_curves(network, data).items():
+            with fast.autocast(device):
+                measured = validation_curves(network, data)
+            for name, value in measured.items():
                 _append(curves, name, value)
             wanted = {rule.choose(curves) for rule in RULES.values()} - {None}
             kept = {e: s for e, s in kept.items() if e in wanted}

@@ -235,7 +235,11 @@ CASES = {
         (*RUN, "--device", "gpu0"), ("--device 'gpu0' is not a device",), suite=SUITE
     ),
     "workers-negative": Case((*RUN, "--workers", "-1"), ("--workers -1",), suite=SUITE),
-    "jobs-per-gpu-zero": Case((*RUN, "--jobs-per-gpu", "0"), ("--jobs-per-gpu 0",), suite=SUITE),
+    "jobs-per-gpu-zero": Case(
+        (*RUN, "--jobs-per-gpu", "0"),
+        ("argument --jobs-per-gpu", "'0' is not 'auto' or a number of 1 or more"),
+        suite=SUITE,
+    ),
     "flag-value-not-a-number": Case(
         (*RUN, "--workers", "two"), ("argument --workers", "invalid int value: 'two'"), suite=SUITE
     ),

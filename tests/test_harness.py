@@ -55,6 +55,8 @@ def test_a_sweep_writes_records_then_a_rerun_skips_them(tiny_sweep):
     assert {"target_ece", "target_nll", "flops", "latency_ms_b1", "params"} <= set(
         record["metrics"]
     )
+    assert record["fast_path"]["channels_last"] and record["fast_path"]["mode"] == "auto"
+    assert record["training"]["fast_path"] == {**record["fast_path"], "compile": False}
     second = run(tiny_sweep / "tiny.yaml", tiny_sweep / "runs")
     assert second.recorded == 3 and not second.done
 
