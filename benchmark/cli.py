@@ -7,6 +7,7 @@ import argparse
 import os
 import sys
 
+from benchmark.cli_bench import add_bench_command
 from benchmark.cli_datasets import add_datasets_command
 from benchmark.cli_lists import add_list_commands
 from benchmark.cli_report import add_report_commands
@@ -67,14 +68,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_list_commands(commands)
     add_report_commands(commands)
+    add_bench_command(commands)
     return parser
 
 
 def check_environment() -> None:
     """The XDKD_* settings every process reads, checked before anything starts."""
     from benchmark.data.settings import bad_image_policy, data_workers, device_data_budget
+    from benchmark.fastpath import fast_path_mode
 
-    bad_image_policy(), device_data_budget(), data_workers()
+    bad_image_policy(), device_data_budget(), data_workers(), fast_path_mode()
 
 
 def main(argv: list[str] | None = None) -> int:

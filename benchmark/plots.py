@@ -186,3 +186,23 @@ def write_plots(
             figure.savefig(out_dir / f"{name}.{suffix}", dpi=120)
         plots.append(Plot(name, title, out_dir / f"{name}.png"))
     return plots, notes
+
+
+def scaling_plot(table: pd.DataFrame) -> Figure:
+    """`xdkd bench --scaling`: training images per second against batch size, one line per
+    image size, both axes logarithmic (cost grows with pixels, throughput with batch)."""
+    figure = Figure(figsize=(5.5, 3.8), layout="constrained")
+    axes = figure.add_subplot()
+    for size, rows in table.groupby("image_size"):
+        rows = rows.sort_values("batch_size")
+        axes.plot(rows["batch_size"], rows["train_img_s"], marker="o", label=f"{size} px")
+    axes.set_xscale("log", base=2)
+    batches = sorted(table["batch_size"].unique())
+    axes.set_xticks(batches, labels=[str(b) for b in batches])
+    axes.set_yscale("log")
+    axes.set_xlabel("batch size (source images per step; as many target images)")
+    axes.set_ylabel("training images / s")
+    axes.set_title("Suite KD loop throughput")
+    axes.legend(title="image size")
+    axes.grid(True, which="both", alpha=0.3)
+    return figure
