@@ -18,6 +18,7 @@ import itertools
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from functools import partial
 
 import numpy as np
 import torch
@@ -124,16 +125,20 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed(step: Callable[[], None], warmup: int, steps: int, device: torch.device) -> float:
-    """Seconds for `steps` calls of `step` after `warmup` untimed ones."""
+def timed(
+    step: Callable[[], None], warmup: int, steps: int, device: torch.device
+) -> tuple[float, float]:
+    """(seconds of `warmup` first calls of `step`, seconds of the `steps` calls after them):
+    the first holds one-off costs (DataLoader workers starting, torch.compile)."""
+    started = time.perf_counter()
     for _ in range(warmup):
         step()
     _synchronize(device)
-    started = time.perf_counter()
+    warm = time.perf_counter()
     for _ in range(steps):
         step()
     _synchronize(device)
-    return time.perf_counter() - started
+    return warm - started, time.perf_counter() - warm
 
 
 def recipe(job: Job) -> Recipe:
@@ -274,11 +279,12 @@ def fast_path_variants(device: torch.device) -> list[tuple[str, FastPath]]:
 
 @dataclass
 class Row:
-    """One timed loop: what it is, images and steps per second."""
+    """One timed loop: what it is, images and steps per second, and its warm-up's seconds."""
 
     loop: str
     img_s: float
     steps_s: float
+    warmup_s: float
 
 
 def train_rows(
@@ -292,17 +298,21 @@ def train_rows(
     """The suite's loop per fast-path variant, then the reference loop."""
     domains, models = job_domains(job), initial_models(job)
     per_step = 2 * job.batch_size  # a source and a target batch
-    rows = []
-    for name, fast in fast_path_variants(device):
-        seconds = timed(suite_step(job, domains, models, device, fast), warmup, steps, device)
-        rows.append(Row(f"suite, fast path {name}", steps * per_step / seconds, steps / seconds))
+    builders: list[tuple[str, Callable[[], Callable[[], None]]]] = [
+        (f"suite, fast path {name}", partial(suite_step, job, domains, models, device, fast))
+        for name, fast in fast_path_variants(device)
+    ]
     if compile_student:
         fast = FastPath.for_device(device, "auto")
-        step = suite_step(job, domains, models, device, fast, compile_student=True)
-        seconds = timed(step, warmup, steps, device)
-        rows.append(Row("suite, auto + compile", steps * per_step / seconds, steps / seconds))
-    seconds = timed(reference_step(job, domains, models, device, workers), warmup, steps, device)
-    rows.append(Row(REFERENCE_LOOP, steps * per_step / seconds, steps / seconds))
+        builders.append(
+            ("suite, auto + compile", partial(suite_step, job, domains, models, device, fast, True))
+        )
+    reference = partial(reference_step, job, domains, models, device, workers)
+    builders.append((REFERENCE_LOOP, reference))
+    rows = []
+    for name, build in builders:  # each built just before it is timed (backend switches)
+        warm, seconds = timed(build(), warmup, steps, device)
+        rows.append(Row(name, steps * per_step / seconds, steps / seconds, warm))
     return rows
 
 
@@ -332,7 +342,8 @@ def eval_throughput(
         ("teacher_eval_img_s", job.teacher, models.teacher),
     ):
         network = fast.prepare(_network(name, state, job.classes, device)).eval()
-        seconds = timed(lambda n=network: corruption_accuracy(n, cells, batch_size), 1, 1, device)
+        evaluate = partial(corruption_accuracy, network, cells, batch_size)
+        _, seconds = timed(evaluate, 1, 1, device)
         out[role] = count / seconds
     return out
 
@@ -352,7 +363,7 @@ def scaling_rows(
         job = Job("scaling", student, teacher, size, batch, 10, images=max(2 * batch, 64))
         fast = FastPath.for_device(device, "auto")
         step = suite_step(job, job_domains(job), initial_models(job), device, fast)
-        seconds = timed(step, warmup, steps, device)
+        _, seconds = timed(step, warmup, steps, device)
         rows.append(
             {
                 "image_size": size,

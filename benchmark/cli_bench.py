@@ -65,9 +65,9 @@ def _bench(args, device, job, json_path: Path | None, out: Path | None) -> int:
     command = "xdkd " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     result["command"] = command
     width = max(len(r.loop) for r in rows)
-    print(f"{'training loop':<{width}}  images/s  steps/s")
+    print(f"{'training loop':<{width}}  images/s  steps/s  warm-up (s)")
     for row in rows:
-        print(f"{row.loop:<{width}}  {row.img_s:8.1f}  {row.steps_s:7.2f}")
+        print(f"{row.loop:<{width}}  {row.img_s:8.1f}  {row.steps_s:7.2f}  {row.warmup_s:11.1f}")
     print(
         f"train_ratio (suite, fast path {result['suite_fast_path']} / reference): "
         f"{result['train_ratio']:.2f}x; fast path gain {result['fast_path_gain']:.2f}x"
