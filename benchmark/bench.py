@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.config import BackboneSpec, MethodSpec, Recipe
+from benchmark.cost import synchronize
 from benchmark.data.setting import Part
 from benchmark.data.tensors import MEAN, STD, DeviceSplit
 from benchmark.evaluate import corruption_accuracy
@@ -120,11 +121,6 @@ def _network(name: str, state: dict[str, torch.Tensor], classes: int, device) ->
     return network.to(device)
 
 
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def timed(
     step: Callable[[], None], warmup: int, steps: int, device: torch.device
 ) -> tuple[float, float]:
@@ -133,11 +129,11 @@ def timed(
     started = time.perf_counter()
     for _ in range(warmup):
         step()
-    _synchronize(device)
+    synchronize(device)
     warm = time.perf_counter()
     for _ in range(steps):
         step()
-    _synchronize(device)
+    synchronize(device)
     return warm - started, time.perf_counter() - warm
 
 

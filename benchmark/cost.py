@@ -26,7 +26,8 @@ def flops_per_image(model: nn.Module, image_size: int, device: torch.device) -> 
     return int(counter.get_total_flops())
 
 
-def _synchronize(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA runs asynchronously), so a timing is true."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -41,10 +42,10 @@ def latency_ms(
     images = torch.zeros(batch_size, 3, image_size, image_size, device=device)
     timings = []
     for attempt in range(repeats + 2):
-        _synchronize(device)
+        synchronize(device)
         started = time.perf_counter()
         model(images)
-        _synchronize(device)
+        synchronize(device)
         if attempt >= 2:
             timings.append((time.perf_counter() - started) * 1000)
     model.train(was_training)
