@@ -5,6 +5,7 @@ file says, `--set key=value: field: problem` for what an override set. After the
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,7 +117,8 @@ def read_yaml(path: Path, what: str) -> tuple[str, Any, yaml.Node | None]:
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> list[Override]:
     """`--set student_recipe.epochs=2 --set seeds=[0,1] --set methods.1.name=kd`: dotted keys
-    (a number picks a list item), YAML values."""
+    (a number picks a list item), YAML values; what an override changes is its own, even
+    where the file shares it with another key through a YAML alias."""
     applied = []
     for text in overrides:
         key, sep, value = text.partition("=")
@@ -135,16 +137,18 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> list[Override]
         *parents, leaf = key.strip().split(".")
         for part in parents:
             if isinstance(node, list):
-                node = _list_item(node, part, text)
-                path.append(int(part))
-                continue
-            if not isinstance(node, dict):
+                child = _list_item(node, part, text)
+                index: str | int = int(part)
+            elif isinstance(node, dict):
+                child, index = node.setdefault(part, {}), part
+            else:
                 raise XdkdError(f"--set '{text}': '{'.'.join(map(str, path))}' is not a mapping")
-            child = node.setdefault(part, {})
             if not isinstance(child, dict | list):
                 raise XdkdError(f"--set '{text}': '{part}' is not a mapping in the suite")
-            node = child
-            path.append(part)
+            # copied on the way down: a YAML alias (`student_recipe: *recipe`) shares its
+            # node with the anchor, and an override of one must not change the other
+            node[index] = node = copy.copy(child)
+            path.append(index)
         if isinstance(node, list):
             _list_item(node, leaf, text)
             node[int(leaf)] = parsed

@@ -100,6 +100,16 @@ def test_overrides_apply_and_errors_in_them_blame_the_override(tmp_path):
     assert "not an index of a list of 2" in error_of(tmp_path, GOOD, ["methods.5=kd"])
 
 
+def test_an_override_of_a_yaml_alias_changes_only_the_key_it_names(tmp_path):
+    shared = GOOD + "teacher_recipe: &recipe {epochs: 2, lr: 0.003}\nstudent_recipe: *recipe\n"
+    suite = load_text(tmp_path, shared, ["student_recipe.epochs=30"])
+    assert suite.student_recipe.epochs == 30 and suite.teacher_recipe.epochs == 2
+    assert suite.teacher_recipe.lr == suite.student_recipe.lr == 0.003
+    both = load_text(tmp_path, shared, ["teacher_recipe.lr=0.01", "student_recipe.epochs=5"])
+    assert (both.teacher_recipe.lr, both.teacher_recipe.epochs) == (0.01, 2)
+    assert (both.student_recipe.lr, both.student_recipe.epochs) == (0.003, 5)
+
+
 def test_spec_key_ignores_suite_name_row_label_and_every_evaluation_setting(tmp_path):
     spec = expand(load_text(tmp_path, GOOD))[0]
     renamed = RunSpec.model_validate({**spec.model_dump(), "suite": "other"})

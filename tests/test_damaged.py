@@ -150,6 +150,7 @@ def test_a_diverging_run_fails_with_the_reason(copy):
     assert run(suite, store.root, *lr) == 1
     errors = [e["error"] for e in store.errors()]
     assert len(errors) == 1 and "lower the learning rate (recipe lr=1000000.0)" in errors[0]
+    assert errors[0].startswith("dkd lenet optdigits→mnist"), errors[0]  # the student diverged
 
 
 def test_the_divergence_rule_needs_no_nan_and_spares_a_learner_at_chance():
