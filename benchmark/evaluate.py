@@ -60,11 +60,14 @@ def corruption_accuracy(
             correct[cell] += int(cell_hits.sum())
         pending.clear()
 
+    filled = 0
     for cell, split in corrupted.items():
         for images, labels in ordered_batches(split, batch_size):
             pending.append((cell, images, labels))
-            if sum(len(labels) for _, _, labels in pending) >= batch_size:
+            filled += len(labels)
+            if filled >= batch_size:
                 score()
+                filled = 0
     if pending:
         score()
     model.train(was_training)

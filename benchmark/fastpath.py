@@ -5,7 +5,9 @@ every record (`training.fast_path`, `evaluation_fast_path`).
   cuDNN's fastest convolution kernels use (PyTorch's channels-last tutorial). On this
   project's 2-core CPU a resnet18 forward of 256 32-px images took 307 ms in NCHW and 174 ms
   in NHWC, a training step 1.15x less; `xdkd bench` measures it on any machine.
-- teachers and evaluation run under `torch.inference_mode` (always: it changes no number).
+- evaluation runs under `torch.inference_mode` (always: it changes no number); teachers in
+  training under `no_grad`, since a loss may not use inference-mode tensors without a copy,
+  and inference mode measured no faster here.
 - CUDA only: bf16 autocast of forward passes and losses (no loss scaling is needed for bf16),
   TF32 matmuls and convolutions, fused AdamW (one kernel for the whole update).
 - `max` adds cuDNN autotuning (`cudnn.benchmark`), which picks convolution algorithms by

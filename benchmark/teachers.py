@@ -12,8 +12,7 @@ a single-teacher method therefore distils from the ensemble under `multi_source`
 Access is enforced, not promised: under `teacher_access: probabilities` the collection
 answers `probabilities` and nothing else, under `logits` no features or weights. The
 networks are held in a closure, not in an attribute a method could read, and every call runs
-under `torch.inference_mode` (its outputs copied out, so that losses may use them) on
-teachers kept frozen in eval mode.
+without gradients on teachers kept frozen in eval mode.
 """
 
 from __future__ import annotations
@@ -167,30 +166,17 @@ def _closure(members: list[Member]) -> Callable[[str, str, torch.Tensor | None],
     """A function answering (teacher, view, images): the networks live only in here."""
     models = {m.name: m.model for m in members}
 
+    @torch.no_grad()  # not inference mode: its tensors would need a copy to enter a loss
     def forward(name: str, view: str, images: torch.Tensor | None):
         model = models[name]
         if view == "module":
             return model
-        with torch.inference_mode():
-            if view == "outputs":
-                found = forward_outputs(model, images)
-            else:
-                logits = model(images)
-                found = logits.softmax(1) if view == "probabilities" else logits
-        return _usable(found)
+        if view == "outputs":
+            return forward_outputs(model, images)
+        logits = model(images)
+        return logits.softmax(1) if view == "probabilities" else logits
 
     return forward
-
-
-def _usable(found: torch.Tensor | ModelOutputs) -> torch.Tensor | ModelOutputs:
-    """Inference-mode tensors may not enter autograd; a copy of these small outputs may."""
-    if isinstance(found, torch.Tensor):
-        return found.clone()
-    return ModelOutputs(
-        stages=[s.clone() for s in found.stages],
-        pooled=found.pooled.clone(),
-        logits=found.logits.clone(),
-    )
 
 
 class EnsembleNetwork(nn.Module):
