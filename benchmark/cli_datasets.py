@@ -99,15 +99,16 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from benchmark.data.check import check_family
+    from benchmark.data.check import check_family, locate_family
     from benchmark.data.settings import data_root
 
     if not args.domain:
         raise XdkdError("xdkd datasets check needs a FAMILY, e.g. xdkd datasets check office31")
     root = Path(args.root).expanduser().resolve() if args.root else data_root()
-    print(f"checking family '{args.domain}' under {root}")
+    located = locate_family(args.domain, root)
+    print(f"checking family '{args.domain}' {located.description}")
     errors = warnings = 0
-    for report in check_family(args.domain, root):
+    for report in check_family(located):
         print(f"{report.name}: {report.summary}")
         for message in report.errors:
             print(f"  ERROR {message}")
@@ -152,7 +153,10 @@ def add_datasets_command(commands: argparse._SubParsersAction) -> None:
         "embedded domains are always 32 px",
     )
     datasets.add_argument(
-        "--root", metavar="DIR", help="data root for check (default: the data root)"
+        "--root",
+        metavar="DIR",
+        help="for check: the data root, or the family's own folder (the one just unpacked); "
+        "the first line says which it was taken as (default: the data root)",
     )
     add_data_options(datasets)
     datasets.set_defaults(handler=cmd_datasets)

@@ -15,11 +15,9 @@ def root(tmp_path, monkeypatch):
     return use_fixtures(tmp_path, monkeypatch)
 
 
-def test_check_reports_every_problem_and_fails(root, capsys):
-    assert main(["datasets", "check", "fxoffice"]) == 1
-    office = root / "fxoffice"
-    assert capsys.readouterr().out.splitlines() == [
-        f"checking family 'fxoffice' under {root}",
+def office_report(office) -> list[str]:
+    """What the check of the fixture family says of each domain, its data in `office`."""
+    return [
         "fxoffice_amazon: 13 images in 3 classes",
         f"  ERROR unreadable image {office}/amazon/images/mug/frame_0099.jpg: Truncated File Read",
         "  WARNING 13 images, but fxoffice.yaml says 12",
@@ -34,6 +32,25 @@ def test_check_reports_every_problem_and_fails(root, capsys):
     ]
 
 
+def test_check_reports_every_problem_and_fails(root, capsys):
+    assert main(["datasets", "check", "fxoffice"]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        f"checking family 'fxoffice' under {root} (taken as the data root, holding fxoffice/)",
+        *office_report(root / "fxoffice"),
+    ]
+
+
+def test_check_takes_the_family_folder_a_user_just_unpacked(root, tmp_path, capsys):
+    unpacked = tmp_path / "Downloads" / "office-unpacked"
+    shutil.move(root / "fxoffice", unpacked)
+    assert main(["datasets", "check", "fxoffice", "--root", str(unpacked)]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        f"checking family 'fxoffice' in {unpacked} (taken as the family's own folder: what "
+        "fxoffice/ holds)",
+        *office_report(unpacked),
+    ]
+
+
 def test_check_names_a_missing_domain_and_a_folder_that_is_no_class(root, tmp_path, capsys):
     moved = tmp_path / "elsewhere"
     shutil.move(root, moved)
@@ -41,7 +58,9 @@ def test_check_names_a_missing_domain_and_a_folder_that_is_no_class(root, tmp_pa
     save_image(moved / "fxoffice" / "amazon" / "images" / "Mug" / "a.jpg", 2)
     assert main(["datasets", "check", "fxoffice", "--root", str(moved)]) == 1
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == f"checking family 'fxoffice' under {moved}"
+    assert lines[0] == (
+        f"checking family 'fxoffice' under {moved} (taken as the data root, holding fxoffice/)"
+    )
     assert (
         f"  ERROR folder {moved}/fxoffice/amazon/images/Mug is not a class: unknown class 'Mug'; "
         "did you mean 'mug'? valid: back_pack, bike, mug"

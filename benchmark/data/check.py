@@ -8,6 +8,7 @@ check fail; warnings do not.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,9 +103,46 @@ def check_domain(info: DomainInfo, root: Path) -> DomainReport:
     return report
 
 
-def check_family(family: str, root: Path) -> Iterator[DomainReport]:
-    """One report per domain of the family, in the family file's order, as each is done."""
+@dataclass(frozen=True)
+class CheckedFamily:
+    """What `--root` was taken to be: the data root, or the family's own folder (the folder
+    a user just unpacked, whatever its name), which is read as the family's `root` there."""
+
+    domains: list[DomainInfo]
+    root: Path
+    family_folder: bool
+
+    @property
+    def description(self) -> str:
+        folders = ", ".join(sorted({f"{info.entry.root}/" for info in self._published}))
+        if self.family_folder:
+            return f"in {self.root} (taken as the family's own folder: what {folders} holds)"
+        return f"under {self.root} (taken as the data root, holding {folders or 'nothing'})"
+
+    @property
+    def _published(self) -> list[DomainInfo]:
+        return [domain_info(info.name) for info in self.domains if not info.embedded]
+
+
+def locate_family(family: str, root: Path) -> CheckedFamily:
+    """`root` is the data root when it holds one of the family's folders; otherwise, when
+    it is a folder, the family's own folder: its domains are then looked for right in it."""
     if family not in family_names():
         raise XdkdError(unknown_name_message("dataset family", family, family_names()))
-    for name in family_domains(family):
-        yield check_domain(domain_info(name), root)
+    domains = [domain_info(name) for name in family_domains(family)]
+    published = [info for info in domains if not info.embedded]
+    if not root.is_dir() or not published or any((root / i.entry.root).exists() for i in published):
+        return CheckedFamily(domains, root, family_folder=False)
+    moved = [
+        dataclasses.replace(info, entry=info.entry.model_copy(update={"root": "."}))
+        if not info.embedded
+        else info
+        for info in domains
+    ]
+    return CheckedFamily(moved, root, family_folder=True)
+
+
+def check_family(located: CheckedFamily) -> Iterator[DomainReport]:
+    """One report per domain of the family, in the family file's order, as each is done."""
+    for info in located.domains:
+        yield check_domain(info, located.root)
