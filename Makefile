@@ -23,7 +23,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check benchmark tests benchmarks && $(BIN)/ruff format --check benchmark tests benchmarks
+	$(BIN)/ruff check benchmark tests benchmarks examples && $(BIN)/ruff format --check benchmark tests benchmarks examples
 
 clean:
 	rm -rf runs .pytest_cache

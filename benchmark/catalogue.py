@@ -24,7 +24,7 @@ from typing import Any
 from benchmark.files import atomic_write
 
 PACKAGE = Path(__file__).resolve().parent
-FORMAT = 1
+FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,8 @@ class MethodCard:
     needs: dict[str, Any]
     trains_student: bool
     student_is_teacher_architecture: bool
-    origin: str
+    origin: str  # the package's module, or the plug-in it came from
+    plugin: str | None = None  # the plug-in's version, hashed into its runs' keys
 
     @property
     def reference(self) -> bool:
@@ -104,6 +105,7 @@ def live_catalogue() -> Catalogue:
     """Built from the registries (imports torch, timm, every method and corruption); methods
     registered at run time (test doubles, plug-ins) are in it."""
     from benchmark.methods import METHODS
+    from benchmark.plugins import method_origin
 
     methods = {
         name: MethodCard(
@@ -114,7 +116,8 @@ def live_catalogue() -> Catalogue:
             needs=cls.needs.as_dict(),
             trains_student=cls.trains_student,
             student_is_teacher_architecture=cls.student_is_teacher_architecture,
-            origin=cls.__module__,
+            origin=origin.label if (origin := method_origin(name)) else cls.__module__,
+            plugin=origin.version if origin else None,
         )
         for name, cls in METHODS.items()
     }
@@ -134,8 +137,10 @@ def _live_parts() -> Catalogue:
 
 
 def fingerprint() -> str:
-    """Changes whenever any file of the package or the torch/timm version changes."""
-    digest = hashlib.sha256(str(FORMAT).encode())
+    """Changes whenever any file of the package, a plug-in or the torch/timm version changes."""
+    from benchmark.plugins import fingerprint as plugins_fingerprint
+
+    digest = hashlib.sha256(f"{FORMAT}:{plugins_fingerprint()}".encode())
     for path in sorted(PACKAGE.rglob("*.py")):
         stat = path.stat()
         digest.update(f"{path.relative_to(PACKAGE)}:{stat.st_size}:{stat.st_mtime_ns}".encode())

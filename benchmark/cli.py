@@ -43,6 +43,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="XDKD-Bench: cross-domain knowledge distillation benchmark.",
         epilog=EPILOG,
     )
+    parser.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import a plug-in that is not installed (a module name or a .py file) that "
+        "registers methods, backbones or dataset families; repeatable, accepted anywhere on "
+        "the line, inherited by workers ($XDKD_PLUGINS); installed plug-ins are found through "
+        "their entry points",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_run_commands(commands)
     status = commands.add_parser(
@@ -80,9 +90,28 @@ def check_environment() -> None:
     bad_image_policy(), device_data_budget(), data_workers(), fast_path_mode()
 
 
+def plugins_first(argv: list[str]) -> list[str]:
+    """`--plugin X` anywhere on the line (`xdkd run suite.yaml --plugin my.py`) moved before
+    the command, where the parser reads it."""
+    plugins, rest = [], []
+    words = iter(argv)
+    for word in words:
+        if word == "--plugin":
+            plugins += [word, next(words, "")]
+        elif word.startswith("--plugin="):
+            plugins.append(word)
+        else:
+            rest.append(word)
+    return plugins + rest
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(plugins_first(sys.argv[1:] if argv is None else argv))
     try:
+        if args.plugin:
+            from benchmark.plugins import add_plugin_modules
+
+            add_plugin_modules(args.plugin)
         check_environment()
         return args.handler(args)
     except XdkdError as error:

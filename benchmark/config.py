@@ -173,6 +173,16 @@ class MethodSpec(Strict):
     label: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     protocol: list[ProtocolSpec] | None = None
+    plugin: str | None = None  # filled in from the catalogue: a plug-in method's version
+
+    @model_serializer(mode="wrap")
+    def _plugin_when_set(self, handler: Any) -> dict[str, Any]:
+        """`plugin` is written only for plug-in methods, so the package's own methods keep
+        the run keys they had before the field existed."""
+        data = handler(self)
+        if self.plugin is None:
+            data.pop("plugin", None)
+        return data
 
     @field_validator("protocol", mode="before")
     @classmethod

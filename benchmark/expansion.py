@@ -324,7 +324,9 @@ def expand_runs(suite: Suite, known: Catalogue) -> Expansion:
                             setting=setting,
                             teacher=teacher,
                             student=student,
-                            method=method.model_copy(update={"protocol": None}),
+                            method=method.model_copy(
+                                update={"protocol": None, "plugin": card.plugin}
+                            ),
                             seed=seed,
                             image_size=suite.image_size,
                             source_validation=suite.source_validation,

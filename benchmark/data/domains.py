@@ -74,10 +74,14 @@ def cache_dir() -> Path:
 
 @functools.cache
 def _registry(root: Path) -> dict[str, DomainInfo]:
+    from benchmark.plugins import dataset_folders
     from benchmark.suites import validation_message  # one line: file:line: field: problem
 
     domains: dict[str, DomainInfo] = {}
-    for path in sorted(root.glob("*.yaml")):
+    files = [
+        path for folder in [root, *dataset_folders()] for path in sorted(folder.glob("*.yaml"))
+    ]
+    for path in files:
         text = path.read_text()
         try:
             family = FamilyFile.model_validate(yaml.safe_load(text))

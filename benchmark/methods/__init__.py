@@ -8,10 +8,13 @@ import pkgutil
 
 from benchmark.methods.base import Batch, Method
 from benchmark.methods.registry import METHODS, create_method
+from benchmark.plugins import load_plugins
 
 _SHARED = {"base", "registry", "parts", "adapters"}
 for _module in pkgutil.iter_modules(__path__):
     if _module.name not in _SHARED:
         importlib.import_module(f"{__name__}.{_module.name}")
+
+load_plugins()  # methods of installed plug-ins and --plugin modules, after the package's own
 
 __all__ = ["METHODS", "Batch", "Method", "create_method"]

@@ -24,19 +24,23 @@ from torch import nn
 
 from benchmark.config import BackboneSpec
 from benchmark.errors import XdkdError
+from benchmark.plugins import load_plugins
 from benchmark.registry import unknown_name_message
 
 DIGIT_BACKBONES = ("lenet", "dtn")
 
 
 def backbone_names(pattern: str = "*") -> list[str]:
-    """Every backbone name matching a glob pattern: the digit CNNs first, then timm's."""
+    """Every backbone name matching a glob pattern: the digit CNNs first, then timm's (with
+    the ones plug-ins register)."""
+    load_plugins()
     digit = [name for name in DIGIT_BACKBONES if fnmatch.fnmatch(name, pattern)]
     others = [name for name in timm.list_models(pattern) if name not in DIGIT_BACKBONES]
     return digit + others
 
 
 def check_backbone_name(name: str) -> str:
+    load_plugins()
     if not timm.is_model(name):
         raise XdkdError(unknown_name_message("backbone", name, timm.list_models()))
     return name
