@@ -12,6 +12,7 @@ from benchmark.cli_datasets import add_datasets_command
 from benchmark.cli_lists import add_list_commands
 from benchmark.cli_report import add_report_commands
 from benchmark.cli_run import add_run_commands, runs_root
+from benchmark.cli_site import add_site_command
 from benchmark.errors import XdkdError
 
 EPILOG = "Docs: README.md. Every command takes --help."
@@ -79,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_list_commands(commands)
     add_report_commands(commands)
     add_bench_command(commands)
+    add_site_command(commands)
     return parser
 
 
