@@ -88,8 +88,10 @@ def check_environment() -> None:
     """The XDKD_* settings every process reads, checked before anything starts."""
     from benchmark.data.settings import bad_image_policy, data_workers, device_data_budget
     from benchmark.fastpath import fast_path_mode
+    from benchmark.tracking import tracker_names_from_env
 
     bad_image_policy(), device_data_budget(), data_workers(), fast_path_mode()
+    tracker_names_from_env()
 
 
 def plugins_first(argv: list[str]) -> list[str]:

@@ -188,12 +188,15 @@ def jobs_per_gpu(text: str) -> int | str:
 
 def executor_options(args: argparse.Namespace, specs: list, device):
     """The executor's options for a sweep of `specs` on `device` (`--jobs-per-gpu auto`
-    measures what one of its runs needs); `--fast-path` goes in the environment, where every
-    worker and cluster task of the sweep reads it."""
+    measures what one of its runs needs); `--fast-path` and `--log` go in the environment,
+    where every worker and cluster task of the sweep reads them."""
     from benchmark.executors import ExecutorOptions, SlurmOptions
+    from benchmark.tracking import parse_tracker_names
 
     if args.fast_path:
         os.environ["XDKD_FAST_PATH"] = args.fast_path
+    if args.log:  # checked here, before any run starts: a missing package is one line
+        os.environ["XDKD_LOG"] = ",".join(parse_tracker_names(",".join(args.log), "--log "))
     if args.workers is not None and args.workers < 0:
         raise XdkdError(f"--workers {args.workers}: give 0 (in this process) or more")
     per_gpu = args.jobs_per_gpu
@@ -308,6 +311,21 @@ def add_executor_options(run: argparse.ArgumentParser) -> None:
     )
 
 
+def add_log_option(command: argparse.ArgumentParser) -> None:
+    """`--log`: the experiment trackers of a sweep (`benchmark.tracking`)."""
+    command.add_argument(
+        "--log",
+        action="append",
+        default=[],
+        metavar="TRACKER",
+        help="also log each run's losses, learning rate, validation curves, final metrics and "
+        "spec to tensorboard, mlflow (local file store) or wandb (offline), all files in "
+        "logs/ of the runs directory; repeatable or comma-separated, e.g. --log "
+        "tensorboard,mlflow; each needs its extra, e.g. pip install "
+        "'xdkd-bench[tensorboard]' (default: $XDKD_LOG, else none)",
+    )
+
+
 def add_run_commands(commands: argparse._SubParsersAction) -> None:
     """Add `run` and `evaluate` to the `xdkd` subcommands."""
     run = commands.add_parser(
@@ -346,6 +364,7 @@ def add_run_commands(commands: argparse._SubParsersAction) -> None:
         "reported and skipped",
     )
     add_executor_options(run)
+    add_log_option(run)
     add_data_options(run)
     run.set_defaults(handler=cmd_run)
 
@@ -377,5 +396,6 @@ def add_evaluate_command(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bars")
     evaluate.add_argument("--retry-failed", action="store_true", help="evaluate failed ones again")
     add_executor_options(evaluate)
+    add_log_option(evaluate)
     add_data_options(evaluate)
     evaluate.set_defaults(handler=cmd_evaluate)

@@ -5,7 +5,9 @@ only, so each is trained once, saved beside the runs and reused by every student
 a lock on the teacher's directory makes sure that, across every process sharing the store,
 one trains it and the others wait and load it. Training writes the student's weights and
 `training.json`; evaluation reads them, so a run is trained once and can be evaluated any
-number of times (`xdkd evaluate`). Which runs execute where is the executors' job.
+number of times (`xdkd evaluate`). Each training and evaluation logs to the trackers of
+`$XDKD_LOG` (`xdkd run --log`), none by default. Which runs execute where is the executors'
+job.
 """
 
 from __future__ import annotations
@@ -31,7 +33,10 @@ from benchmark.seeding import derive_seed, generator
 from benchmark.specs import RunRecord, RunSpec, TeacherSpec
 from benchmark.store import RunStore
 from benchmark.teachers import EnsembleNetwork, Member, Teachers, freeze
+from benchmark.tracking import Tracker, open_trackers, spec_params, tracker_names_from_env
 from benchmark.train import TrainData, fit
+
+TEACHER_EXPERIMENT = "teachers"  # a teacher is shared by suites: its trackers' experiment
 
 
 class TeacherFailed(Exception):
@@ -67,6 +72,16 @@ class Harness:
         self.fast.configure_backends()
         self._teachers: dict[str, tuple[nn.Module, dict] | Exception] = {}
         self._teacher_evaluations: dict = {}  # evaluation's teacher metrics, per setting
+        self.trackers = tracker_names_from_env()
+
+    def tracker(
+        self, key: str, label: str, experiment: str, spec: TeacherSpec | RunSpec
+    ) -> Tracker:
+        """The trackers of one training or evaluation (files under `<runs dir>/logs/`), the
+        spec logged as their parameters."""
+        tracker = open_trackers(self.trackers, self.store.root / "logs", label, key, experiment)
+        tracker.log_params(spec_params(spec.model_dump(mode="json")))
+        return tracker
 
     # --- teachers --------------------------------------------------------------------------
 
@@ -112,26 +127,30 @@ class Harness:
             source_val=teacher_parts(self.splits, spec, "val") if spec.source_validation else [],
             num_classes=len(classes),
         )
-        result = fit(
-            model,
-            None,
-            SourceOnly("source_only"),
-            data,
-            spec.recipe,
-            generator(spec.seed, self.device, "teacher", spec.key),
-            label=spec.label,
-            checkpoint=self.store.teacher_checkpoint(spec),
-            select=False,
-            progress=self.progress,
-            fast=self.fast,
-        )
-        model.load_state_dict(result.states[spec.recipe.epochs])
-        tests = teacher_parts(self.splits, spec, "test")
+        with self.tracker(f"teacher-{spec.key}", spec.label, TEACHER_EXPERIMENT, spec) as tracker:
+            result = fit(
+                model,
+                None,
+                SourceOnly("source_only"),
+                data,
+                spec.recipe,
+                generator(spec.seed, self.device, "teacher", spec.key),
+                label=spec.label,
+                checkpoint=self.store.teacher_checkpoint(spec),
+                select=False,
+                progress=self.progress,
+                fast=self.fast,
+                tracker=tracker,
+            )
+            model.load_state_dict(result.states[spec.recipe.epochs])
+            tests = teacher_parts(self.splits, spec, "test")
+            source_accuracy = sum(accuracy(model, p.split) for p in tests) / len(tests)
+            tracker.log_metrics({"final/source_accuracy": source_accuracy}, result.steps)
         info = {
             "key": spec.key,
             "sources": spec.sources,
             "classes": spec.classes,
-            "source_accuracy": sum(accuracy(model, p.split) for p in tests) / len(tests),
+            "source_accuracy": source_accuracy,
             "train_wall_time_s": result.train_seconds,
             "params": sum(p.numel() for p in model.parameters()),
             "device": device_description(self.device),
@@ -150,7 +169,13 @@ class Harness:
 
     # --- one run ---------------------------------------------------------------------------
 
-    def train(self, spec: RunSpec, splits: RunSplits, teachers: list[TrainedTeacher]) -> dict:
+    def train(
+        self,
+        spec: RunSpec,
+        splits: RunSplits,
+        teachers: list[TrainedTeacher],
+        tracker: Tracker | None = None,
+    ) -> dict:
         """Train the student (resuming from its checkpoint) and save it; its training.json."""
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -184,6 +209,7 @@ class Harness:
             checkpoint=self.store.checkpoint(spec.key),
             progress=self.progress,
             fast=self.fast,
+            tracker=tracker,
         )
         memory_mb, memory_kind = peak_memory(self.device)
         info = {
@@ -206,9 +232,23 @@ class Harness:
 
     def run_one(self, spec: RunSpec, evaluation: EvalSpec) -> tuple[RunRecord, bool]:
         """Train (unless the store holds the trained student) and evaluate; (record, whether
-        it trained here)."""
+        it trained here). The run's trackers get its training and its record's metrics."""
         splits = RunSplits(self.splits, spec)
         teachers = self.run_teachers(spec, splits)
+        with self.tracker(spec.key, spec.label, spec.suite, spec) as tracker:
+            record, trained = self._train_and_evaluate(spec, evaluation, splits, teachers, tracker)
+            final = {f"final/{name}": value for name, value in record.metrics.items()}
+            tracker.log_metrics(final, record.training.get("steps", 0))
+        return record, trained
+
+    def _train_and_evaluate(
+        self,
+        spec: RunSpec,
+        evaluation: EvalSpec,
+        splits: RunSplits,
+        teachers: list[TrainedTeacher],
+        tracker: Tracker,
+    ) -> tuple[RunRecord, bool]:
         classes = len(splits.classes)
         if not METHODS.get(spec.method.name).trains_student:
             network = EnsembleNetwork([t.member for t in teachers], classes).to(self.device)
@@ -217,7 +257,7 @@ class Harness:
             training = self.store.training(spec.key)
             trained = training is None
             if trained:
-                training = self.train(spec, splits, teachers)
+                training = self.train(spec, splits, teachers, tracker)
             network = self.fast.prepare(create_backbone(spec.student, classes).to(self.device))
             last = training["epochs"]
             network.load_state_dict(self.store.student_state(spec.key, training, last))

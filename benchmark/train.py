@@ -2,13 +2,14 @@
 
 Per step it draws one minibatch per domain (`Batch`), asks the method for its loss terms and
 takes an optimizer step. Loss values stay on the device; every `LOG_EVERY` steps they are
-read once, checked for NaN and shown. After each epoch it measures the selection curves
-(source and target validation accuracy, target prediction entropy), keeps the weights of the
-epoch each selection rule currently chooses, and writes a checkpoint (network, method,
-optimizer, scheduler, every stream's position and every generator's state), so a killed run
-resumes at its last epoch and reaches exactly the numbers it would have reached
-uninterrupted. A run whose loss rose while it ended at chance accuracy has diverged, even
-without a NaN, and fails with the reason.
+read once, checked for NaN, shown and handed to the run's tracker, if any (so tracking adds
+no sync). After each epoch it measures the selection curves (source and target validation
+accuracy, target prediction entropy), keeps the weights of the epoch each selection rule
+currently chooses, and writes a checkpoint (network, method, optimizer, scheduler, every
+stream's position and every generator's state), so a killed run resumes at its last epoch
+and reaches exactly the numbers it would have reached uninterrupted. A run whose loss rose
+while it ended at chance accuracy has diverged, even without a NaN, and fails with the
+reason.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from benchmark.fastpath import FastPath
 from benchmark.methods.base import Batch, DomainBatch, Method
 from benchmark.selection import RULES
 from benchmark.teachers import Teachers
+from benchmark.tracking import Tracker
 
 LOG_EVERY = 20  # steps between reads of the loss values (each read is a host sync)
 CHANCE_MARGIN = 1.5  # accuracy under CHANCE_MARGIN / classes counts as chance
@@ -244,13 +246,16 @@ def fit(
     select: bool = True,
     progress: bool = True,
     fast: FastPath | None = None,
+    tracker: Tracker | None = None,
 ) -> FitResult:
     """Train `network` with `method` for `recipe.epochs`, resuming from `checkpoint` when it
     holds one. `select`: measure the selection curves after every epoch and keep the chosen
     epochs' weights (students); otherwise only the last weights (teachers). `fast`: the fast
-    path's precision and optimizer (the network already in its layout)."""
+    path's precision and optimizer (the network already in its layout). `tracker` gets the
+    loss terms and learning rate each time they are read, and each epoch's curves."""
     checkpoint = checkpoint or Checkpointer()
     fast = fast or FastPath()
+    tracker = tracker or Tracker()
     device = generator.device
     epoch_steps = data.steps_per_epoch(recipe.batch_size)
     total_steps = recipe.epochs * epoch_steps
@@ -290,11 +295,13 @@ def fit(
     for epoch in range(done, recipe.epochs):
         for step in range(epoch * epoch_steps, (epoch + 1) * epoch_steps):
             batch = batches.next(step / total_steps)
+            lr = scheduler.get_last_lr()[0]  # this step's rate, a Python float: no host sync
             terms, losses[step] = train_step(
                 method, network, teachers, batch, optimizer, scheduler, fast, device
             )
             if step % LOG_EVERY == 0:
-                _check_and_show(terms, step, total_steps, label, recipe.lr, bar)
+                read = _check_and_show(terms, step, total_steps, label, recipe.lr, bar)
+                tracker.log_metrics({**_tagged("train", read), "train/lr": lr}, step)
             bar.update(1)
         epoch_losses = losses[epoch * epoch_steps : (epoch + 1) * epoch_steps]
         if not bool(torch.isfinite(epoch_losses).all()):
@@ -304,6 +311,7 @@ def fit(
             )
         _append(curves, "epoch", epoch + 1)
         _append(curves, "loss", float(epoch_losses.mean()))
+        measured: dict[str, float] = {}
         if select:
             with fast.autocast(device):
                 measured = validation_curves(network, data)
@@ -313,6 +321,8 @@ def fit(
             kept = {e: s for e, s in kept.items() if e in wanted}
             if epoch + 1 in wanted:
                 kept[epoch + 1] = _copy(network)
+        epoch_values = {"train/epoch_loss": curves["loss"][-1], **_tagged("val", measured)}
+        tracker.log_metrics(epoch_values, (epoch + 1) * epoch_steps)
         network.train()
         checkpoint.save(
             {
@@ -348,10 +358,15 @@ def _append(curves: dict[str, list[float]], name: str, value: float) -> None:
     curves.setdefault(name, []).append(value)
 
 
+def _tagged(prefix: str, values: dict[str, float]) -> dict[str, float]:
+    return {f"{prefix}/{name}": value for name, value in values.items()}
+
+
 def _check_and_show(
     terms: dict[str, torch.Tensor], step: int, total: int, label: str, lr: float, bar: tqdm
-) -> None:
-    """One host sync: read every term, fail on NaN or infinity, show them on the bar."""
+) -> dict[str, float]:
+    """One host sync: read every term, fail on NaN or infinity, show them on the bar;
+    the values read."""
     read = torch.stack([t.detach().float() for t in terms.values()]).tolist()
     values = dict(zip(terms, read, strict=True))
     bad = [name for name, value in values.items() if not math.isfinite(value)]
@@ -361,6 +376,7 @@ def _check_and_show(
             f"lower the learning rate (recipe lr={lr})"
         )
     bar.set_postfix({name: f"{value:.3f}" for name, value in values.items()}, refresh=False)
+    return values
 
 
 def _check_divergence(
