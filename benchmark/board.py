@@ -218,9 +218,15 @@ def caption(table: pd.DataFrame, pairs: list[str], shown: list[str], selection: 
     if "ECE" in shown:
         parts.append("ECE: expected calibration error (%, 15 bins).")
     parts.append("params: millions.")
-    references = sorted(set(table.loc[table["reference"], "method"]))
+    references = sorted(set(table.loc[table["reference"] & ~table["external"], "method"]))
     if references:
         parts.append(f"Reference rows ({', '.join(references)}) are shown, not ranked.")
+    externals = sorted(set(table.loc[table["external"], "method"]))
+    if externals:
+        parts.append(
+            f"External rows ({', '.join(externals)}): checkpoints trained outside the suite "
+            "(xdkd evaluate-model), evaluated under its protocol; shown, not ranked."
+        )
     if RULES[selection].oracle:
         parts.append("Not ranked: the epochs were chosen with target labels.")
     else:

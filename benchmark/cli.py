@@ -9,6 +9,7 @@ import sys
 
 from benchmark.cli_bench import add_bench_command
 from benchmark.cli_datasets import add_datasets_command
+from benchmark.cli_evaluate_model import add_evaluate_model_command
 from benchmark.cli_lists import add_list_commands
 from benchmark.cli_report import add_report_commands
 from benchmark.cli_run import add_run_commands, runs_root
@@ -80,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_list_commands(commands)
     add_report_commands(commands)
     add_bench_command(commands)
+    add_evaluate_model_command(commands)
     add_site_command(commands)
     return parser
 

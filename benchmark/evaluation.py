@@ -158,38 +158,41 @@ def evaluate_run(
     """The record of a run whose training is done: `network` holds the last epoch's weights
     (the teachers' ensemble for the teacher row), `states` the weights of the epochs the
     selection rules chose. `teacher_cache` keeps the teachers' clean metrics and rows between
-    the runs of one process (every method of a setting shares its teachers)."""
+    the runs of one process (every method of a setting shares its teachers). With no
+    teachers and no `training` (a model trained elsewhere, `benchmark.external`) the record
+    has no teacher metrics or rows, no knowledge recovery and no training time."""
     started = time.perf_counter()
     splits = RunSplits(provider, spec)
-    members = [t.member for t in teachers]
     metrics, per_domain = clean_block(network, splits, evaluation, batch_size)
-    cache = {} if teacher_cache is None else teacher_cache
-    cache_key = (
-        tuple(t.info["key"] for t in teachers),
-        spec.setting.model_dump_json(),
-        spec.image_size,
-        evaluation.key,
-    )
-    if cache_key not in cache:
-        if isinstance(network, EnsembleNetwork):  # the teacher row: it is the ensemble
-            ensemble_metrics = dict(metrics)
-        else:
-            ensemble = EnsembleNetwork(members, len(splits.classes)).to(device).eval()
-            ensemble_metrics, _ = clean_block(ensemble, splits, evaluation, batch_size)
-        rows = teacher_rows(teachers, splits, evaluation.teacher_floor, batch_size)
-        cache[cache_key] = (ensemble_metrics, rows)
-    teacher_metrics, rows = cache[cache_key]
-    metrics["teacher_target_acc"] = teacher_metrics["target_acc"]
-    metrics["knowledge_recovery"] = metrics["target_acc"] / max(
-        teacher_metrics["target_acc"], 1e-12
-    )
+    teacher_acc, rows = None, []  # no teachers: a model trained elsewhere (evaluate-model)
+    if teachers:
+        cache = {} if teacher_cache is None else teacher_cache
+        cache_key = (
+            tuple(t.info["key"] for t in teachers),
+            spec.setting.model_dump_json(),
+            spec.image_size,
+            evaluation.key,
+        )
+        if cache_key not in cache:
+            if isinstance(network, EnsembleNetwork):  # the teacher row: it is the ensemble
+                ensemble_metrics = dict(metrics)
+            else:
+                members = [t.member for t in teachers]
+                ensemble = EnsembleNetwork(members, len(splits.classes)).to(device).eval()
+                ensemble_metrics, _ = clean_block(ensemble, splits, evaluation, batch_size)
+            rows = teacher_rows(teachers, splits, evaluation.teacher_floor, batch_size)
+            cache[cache_key] = (ensemble_metrics, rows)
+        teacher_metrics, rows = cache[cache_key]
+        teacher_acc = teacher_metrics["target_acc"]
+        metrics["teacher_target_acc"] = teacher_acc
+        metrics["knowledge_recovery"] = metrics["target_acc"] / max(teacher_acc, 1e-12)
     robustness, robust_metrics = robustness_block(network, splits, provider, evaluation, batch_size)
     metrics |= robust_metrics | model_cost(network, spec.image_size, device)
     if training is not None:
         metrics["train_wall_time_s"] = training["train_wall_time_s"]
         metrics["method_params"] = float(training["method_params"])
         metrics["peak_memory_mb"] = training["peak_memory_mb"]
-    else:  # the teacher row: its training is the teachers'
+    elif teachers:  # the teacher row: its training is the teachers'
         metrics["train_wall_time_s"] = sum(t.info["train_wall_time_s"] for t in teachers)
     selected = {}
     selections = (training or {}).get("selections", {})
@@ -203,9 +206,8 @@ def evaluate_run(
         else:
             chosen = _copy_with(network, states[epoch])
             clean, _ = clean_block(chosen, splits, evaluation, batch_size)
-        clean["knowledge_recovery"] = clean["target_acc"] / max(
-            teacher_metrics["target_acc"], 1e-12
-        )
+        if teacher_acc is not None:
+            clean["knowledge_recovery"] = clean["target_acc"] / max(teacher_acc, 1e-12)
         selected[rule] = {"epoch": float(epoch), **clean}
     record_training = dict(training or {})
     record_training.pop("weights", None)
@@ -233,7 +235,7 @@ def evaluate_run(
         per_domain=per_domain,
         training={**record_training, "evaluation_wall_time_s": evaluation_seconds},
         notes=(training or {}).get("notes", {}),
-        wall_time_s=metrics["train_wall_time_s"] + evaluation_seconds,
+        wall_time_s=metrics.get("train_wall_time_s", 0.0) + evaluation_seconds,
         device=device_description(device),
         fast_path=fast.settings(),
         provenance=provenance(),

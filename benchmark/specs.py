@@ -13,7 +13,7 @@ import hashlib
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_serializer
 
 from benchmark.config import (
     BackboneSpec,
@@ -39,9 +39,12 @@ class Setting(Strict):
 
     @property
     def label(self) -> str:
-        """`mnist→mnistm`, `mnist+syndigits→mnistm`, `mnist→mnistm+syndigits`, tasks: `low+high`."""
+        """`mnist→mnistm`, `mnist+syndigits→mnistm`, `mnist→mnistm+syndigits`, tasks: `low+high`;
+        no sources (a model evaluated without naming what it trained on): `mnistm`."""
         if self.tasks:
             return "+".join(task.name for task in self.tasks)
+        if not self.sources:
+            return "+".join(self.targets)
         return f"{'+'.join(self.sources)}→{'+'.join(self.targets)}"
 
     @property
@@ -148,7 +151,9 @@ class RunRecord(BaseModel):
 
     `metrics`: the last epoch's model, every metric; `selected`: per model-selection rule, the
     clean metrics of the epoch that rule chose from `curves` (absent where it chose none);
-    `saw`: what training used (domains, images, teachers); `training`: how training went."""
+    `saw`: what training used (domains, images, teachers); `training`: how training went;
+    `external`: for a checkpoint trained outside the suite (`xdkd evaluate-model`), its weights
+    file, their sha256 and backbone (None, and not written, for the suite's own runs)."""
 
     format: Literal["xdkd-record/2"] = RECORD_FORMAT
     key: str
@@ -170,3 +175,13 @@ class RunRecord(BaseModel):
     device: str
     fast_path: dict[str, Any] = Field(default_factory=dict)  # evaluation's; training's in training
     provenance: dict[str, str]
+    external: dict[str, Any] | None = None
+
+    @model_serializer(mode="wrap")
+    def _external_when_set(self, handler: Any) -> dict[str, Any]:
+        """`external` is written only for external records, so the suite's records stay as
+        they were before the field existed."""
+        data = handler(self)
+        if self.external is None:
+            data.pop("external", None)
+        return data

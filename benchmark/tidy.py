@@ -88,12 +88,21 @@ def _cells(robustness: dict[str, Any]) -> dict[str, tuple[float, dict[tuple[str,
     return out
 
 
+def method_row(record: RunRecord) -> str:
+    """The run's row label: its method's, marked `(external)` for a checkpoint trained outside
+    the suite, so that it never merges into a suite method's row of the same name."""
+    row = record.spec.method.row
+    return f"{row} (external)" if record.external is not None else row
+
+
 def _selected_metrics(record: RunRecord, selection: str) -> dict[str, float]:
     """The record's metrics with the chosen epoch's clean metrics laid over them; a record
-    the rule chose no epoch for has no clean numbers under it, not last-epoch ones."""
+    the rule chose no epoch for has no clean numbers under it, not last-epoch ones (an
+    external record's one model is what every rule has to choose from)."""
     metrics = dict(record.metrics)
     card = method_card(record.spec.method.name)
-    if selection == "last" or (card is not None and not card.trains_student):
+    untrained = card is not None and not card.trains_student
+    if selection == "last" or untrained or record.external is not None:
         return metrics
     chosen = record.selected.get(selection)
     selectable = [k for k in metrics if k.partition("/")[0] in METRICS and metric(k).selection]
@@ -105,6 +114,10 @@ def _selected_metrics(record: RunRecord, selection: str) -> dict[str, float]:
 def _row(record: RunRecord, selection: str) -> dict[str, Any]:
     spec = record.spec
     card = method_card(spec.method.name)
+    external = record.external is not None
+    config = spec.model_dump(mode="json")
+    if external:  # two checkpoints under one label are two configurations
+        config["external"] = record.external.get("sha256")
     teachers = record.teachers
     cells = _cells(record.robustness)
     metrics = _selected_metrics(record, selection)
@@ -114,12 +127,15 @@ def _row(record: RunRecord, selection: str) -> dict[str, Any]:
     return {
         "suite": spec.suite,
         "key": record.key,
-        "config": config_hash(spec.model_dump(mode="json")),
+        "config": config_hash(config),
         **cell_of(spec.model_dump(mode="json")),
+        **({"method": method_row(record), "teacher": "–"} if external else {}),
         "source": "+".join(spec.setting.sources),
         "target": "+".join(spec.setting.targets),
-        "family": card.family if card else "unknown",
-        "reference": bool(card and card.reference),
+        "family": "external" if external else card.family if card else "unknown",
+        # shown, never ranked: what an external checkpoint trained on is not known
+        "reference": external or bool(card and card.reference),
+        "external": external,
         "seed": spec.seed,
         **metrics,
         "selected_epoch": (record.selected.get(selection) or {}).get("epoch", math.nan),
@@ -189,7 +205,7 @@ def severity_table(records: list[RunRecord]) -> pd.DataFrame:
     robustness set, accuracy the mean over the counted corruptions (and items)."""
     rows = []
     for record in records:
-        base = {"method": record.spec.method.row, "seed": record.spec.seed, "key": record.key}
+        base = {"method": method_row(record), "seed": record.spec.seed, "key": record.key}
         items = _cells(record.robustness)
         if not items:
             continue
