@@ -15,19 +15,25 @@ import numpy as np
 import pytest
 import torch
 
+from benchmark.methods.ab import ab_loss
 from benchmark.methods.amalgamation import common_space_mmd, reconstruction_loss
 from benchmark.methods.at import at_loss
+from benchmark.methods.cc import cc_loss
 from benchmark.methods.crd import crd_nce_loss
 from benchmark.methods.dist import dist_loss
 from benchmark.methods.dkd import dkd_loss
 from benchmark.methods.ensemble_kd import ensemble_kd_loss
 from benchmark.methods.fitnet import fitnet_loss
+from benchmark.methods.ft import ft_loss
 from benchmark.methods.kd import kd_loss
 from benchmark.methods.kd3a import kd3a_loss
 from benchmark.methods.kd_ls import kd_ls_loss
+from benchmark.methods.mlkd import mlkd_loss
 from benchmark.methods.mme import minimax_entropy_loss
 from benchmark.methods.mt_mtda import mt_mtda_loss
+from benchmark.methods.nst import nst_loss
 from benchmark.methods.pkt import pkt_loss
+from benchmark.methods.reviewkd import hcl_loss
 from benchmark.methods.rkd import rkd_angle_loss, rkd_distance_loss
 from benchmark.methods.sp import sp_loss
 from benchmark.methods.vid import vid_loss
@@ -52,6 +58,12 @@ LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     "common_space_mmd": common_space_mmd,
     "reconstruction_loss": reconstruction_loss,
     "minimax_entropy_loss": minimax_entropy_loss,
+    "ft_loss": ft_loss,
+    "ab_loss": ab_loss,
+    "nst_loss": nst_loss,
+    "cc_loss": cc_loss,
+    "hcl_loss": hcl_loss,
+    "mlkd_loss": mlkd_loss,
 }
 CASES = json.loads(GOLDEN.read_text())["cases"]
 
