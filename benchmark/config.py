@@ -32,6 +32,9 @@ from benchmark.registry import unknown_name_message
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 SAFE_NAME_RULE = "letters, digits, '.', '_' and '-', starting with a letter or digit"
+# `Recipe.augment`'s policies (`benchmark.data.augment`); `none` and `standard` are stored as
+# false and true, the field's values before it took names, so their run keys stay as they were
+AUGMENT_POLICIES = ("none", "standard", "randaugment", "autoaugment", "mixup", "cutmix")
 
 
 class Strict(BaseModel):
@@ -174,14 +177,17 @@ class MethodSpec(Strict):
     params: dict[str, Any] = Field(default_factory=dict)
     protocol: list[ProtocolSpec] | None = None
     plugin: str | None = None  # filled in from the catalogue: a plug-in method's version
+    grid: dict[str, Any] | None = None  # filled in by expansion: the run's cell of `Suite.grid`
 
     @model_serializer(mode="wrap")
-    def _plugin_when_set(self, handler: Any) -> dict[str, Any]:
-        """`plugin` is written only for plug-in methods, so the package's own methods keep
-        the run keys they had before the field existed."""
+    def _optional_when_set(self, handler: Any) -> dict[str, Any]:
+        """`plugin` (plug-in methods) and `grid` (runs of a suite's grid) are written only
+        when set, so every other run keeps the key it had before the fields existed; a grid
+        cell is hashed into its key, so no two cells of a grid share a run."""
         data = handler(self)
-        if self.plugin is None:
-            data.pop("plugin", None)
+        for name in ("plugin", "grid"):
+            if getattr(self, name) is None:
+                data.pop(name, None)
         return data
 
     @field_validator("protocol", mode="before")
@@ -210,8 +216,22 @@ class MethodSpec(Strict):
 
     @property
     def row(self) -> str:
-        """The method's row in tables."""
-        return self.label or self.name
+        """The method's row in tables; a grid cell's values follow it in brackets
+        (`kd [augment=mixup, optimizer=sgd]`), so the cells of a grid are rows apart."""
+        name = self.label or self.name
+        return f"{name} [{grid_label(self.grid)}]" if self.grid else name
+
+
+def grid_label(cell: dict[str, Any]) -> str:
+    """`augment=mixup, optimizer=sgd`: each key by its last part unless two keys share it
+    (`student_recipe.augment` and `teacher_recipe.augment` stay whole), sorted by key so a
+    record read back (JSON with sorted keys) gives the same label."""
+    last = {key: key.rpartition(".")[2] for key in cell}
+    shared = [name for name in last.values() if list(last.values()).count(name) > 1]
+    shown = lambda v: v if isinstance(v, str) else json.dumps(v)  # noqa: E731
+    return ", ".join(
+        f"{key if last[key] in shared else last[key]}={shown(cell[key])}" for key in sorted(cell)
+    )
 
 
 class Recipe(Strict):
@@ -227,8 +247,26 @@ class Recipe(Strict):
     weight_decay: float = Field(5e-4, ge=0)
     schedule: Literal["onecycle", "cosine", "constant"] = "onecycle"
     label_smoothing: float = Field(0.0, ge=0, lt=1)
-    augment: bool = True
+    augment: bool | Literal["randaugment", "autoaugment", "mixup", "cutmix"] = True
     compile: bool = False  # torch.compile the student (opt-in; measured in `xdkd bench`)
+
+    @field_validator("augment", mode="before")
+    @classmethod
+    def augment_policy_name(cls, value: Any) -> Any:
+        """A policy of `AUGMENT_POLICIES` or true/false; `standard` is stored as true and
+        `none` as false (their keys are those of the bool the field was before)."""
+        if not isinstance(value, str):
+            return value
+        if value not in AUGMENT_POLICIES:
+            raise ValueError(
+                unknown_name_message("augmentation policy", value, list(AUGMENT_POLICIES))
+            )
+        return {"none": False, "standard": True}.get(value, value)
+
+    @property
+    def augment_policy(self) -> str:
+        """The policy's name: `none`, `standard`, `randaugment`, ..."""
+        return policy_of(self.augment)
 
     @model_serializer(mode="wrap")
     def _compile_when_on(self, handler: Any) -> dict[str, Any]:
@@ -238,6 +276,13 @@ class Recipe(Strict):
         if not self.compile:
             data.pop("compile", None)
         return data
+
+
+def policy_of(value: bool | str) -> str:
+    """A policy name from a recipe's `augment` (true: `standard`, false: `none`)."""
+    if isinstance(value, bool):
+        return "standard" if value else "none"
+    return value
 
 
 def _class_names(value: Any) -> Any:
@@ -327,6 +372,7 @@ class EvalSpec(Strict):
 
 
 EVALUATION_FIELDS = tuple(EvalSpec.model_fields)
+GRID_EXCLUDED = ("name", "description", "grid")
 
 
 class Suite(Strict):
@@ -353,11 +399,32 @@ class Suite(Strict):
     corruption_images: int = Field(1000, ge=0)
     teacher_floor: float = Field(0.7, ge=0, le=1)
     heldout: list[str] | None = None
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
 
     @field_validator("name")
     @classmethod
     def usable_name(cls, name: str) -> str:
         return safe_name(name, "suite name")
+
+    @field_validator("grid")
+    @classmethod
+    def trainable_grid(cls, grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        """Dotted keys of training fields (`--set`'s), each with values to sweep: every
+        cell of their product is a set of runs (`benchmark.expansion.grid_cells`). Not the
+        evaluation fields: one sweep evaluates all its runs alike."""
+        for key, values in grid.items():
+            field_name = key.partition(".")[0]
+            if field_name in (*EVALUATION_FIELDS, *GRID_EXCLUDED):
+                raise ValueError(
+                    f"'{key}' cannot be swept: a grid sweeps training fields (recipes, "
+                    "methods, image_size, ...), not name, description or evaluation settings"
+                )
+            if not values:
+                raise ValueError(f"'{key}' has no values; give a list, e.g. [none, mixup]")
+            shown = [json.dumps(v, sort_keys=True) for v in values]
+            if len(set(shown)) < len(shown):
+                raise ValueError(f"'{key}' lists a value twice; remove it")
+        return grid
 
     @field_validator("protocol", mode="before")
     @classmethod

@@ -6,19 +6,25 @@ something. Expansion turns each entry of `pairs` (or the suite's `tasks`) under 
 protocol that fits it into a `Setting`, then every setting x teacher x student x method x
 seed into a `RunSpec`, keeping a method only where the setting grants what it needs
 (`benchmark.protocols.unmet`); what is left out is said in a note, and what fits nothing
-stops the suite before any teacher trains. Torch-free: the method declarations come from
-the catalogue.
+stops the suite before any teacher trains. A suite's `grid` (ShiftKD's data and
+optimisation factors as axes) expands each cell of its product as a suite of its own, its
+runs marked with the cell (`MethodSpec.grid`). Torch-free: the method declarations come
+from the catalogue.
 """
 
 from __future__ import annotations
 
+import copy
+import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from benchmark.catalogue import Catalogue
-from benchmark.config import MethodSpec, ProtocolSpec, Suite
+from benchmark.config import MethodSpec, ProtocolSpec, Suite, grid_label
 from benchmark.errors import XdkdError
 from benchmark.protocols import PROTOCOLS, Grants, Needs, grants, unmet
 from benchmark.specs import RunSpec, Setting
@@ -291,9 +297,11 @@ class Expansion:
 
 
 def expand_runs(suite: Suite, known: Catalogue) -> Expansion:
-    """setting x teacher x student x method x seed, where the method fits the setting; runs
-    sharing a teacher are adjacent; the teacher row and teacher-architecture methods get the
-    teacher's backbone as their student."""
+    """setting x teacher x student x method x seed (x grid cell), where the method fits the
+    setting; runs sharing a teacher are adjacent; the teacher row and teacher-architecture
+    methods get the teacher's backbone as their student."""
+    if suite.grid:
+        return _expand_grid(suite, known)
     settings, notes = settings_of_suite(suite)
     specs: dict[str, RunSpec] = {}
     for index, method in enumerate(suite.methods):
@@ -340,6 +348,59 @@ def expand_runs(suite: Suite, known: Catalogue) -> Expansion:
         key=lambda s: (s.seed, [t.key for t in s.teacher_specs], s.setting.label),
     )
     return Expansion(ordered, list(dict.fromkeys(notes)))
+
+
+def _expand_grid(suite: Suite, known: Catalogue) -> Expansion:
+    """Every cell's runs, each method marked with its cell (which names its row and enters
+    its key); ordered as one suite's runs, the cells of a run in the grid's order."""
+    specs, notes = [], []
+    for cell, cell_suite in grid_cells(suite, known):
+        expansion = expand_runs(cell_suite, known)
+        notes += [f"grid [{grid_label(cell)}]: {note}" for note in expansion.notes]
+        for spec in expansion.specs:
+            method = spec.method.model_copy(update={"grid": cell})
+            specs.append(spec.model_copy(update={"method": method}))
+    specs.sort(key=lambda s: (s.seed, [t.key for t in s.teacher_specs], s.setting.label))
+    return Expansion(specs, list(dict.fromkeys(notes)))
+
+
+def grid_cells(suite: Suite, known: Catalogue) -> list[tuple[dict[str, Any], Suite]]:
+    """(cell, the suite with the cell's values set) for every cell of the grid's product,
+    set with `--set`'s machinery; a key the suite does not have or a value its field refuses
+    is a problem at that grid key."""
+    from benchmark.suites import first_problem, set_value  # suites imports this module
+
+    base = suite.model_dump(mode="json", exclude={"grid"})
+    keys = list(suite.grid)
+    cells = []
+    for values in itertools.product(*suite.grid.values()):
+        cell = dict(zip(keys, values, strict=True))
+        raw = copy.deepcopy(base)
+        for key, value in cell.items():
+            try:
+                set_value(raw, key, value, f"{key}={value!r}")
+            except XdkdError as error:
+                raise SuiteProblem(("grid", key), str(error)) from None
+        try:
+            cell_suite = Suite.model_validate(raw, context={"catalogue": known})
+            check_suite(cell_suite, known)
+        except ValidationError as error:
+            location, problem = first_problem(error)
+            raise _blamed(cell, location, problem) from None
+        except SuiteProblem as problem:
+            raise _blamed(cell, problem.location, problem.message) from None
+        cells.append((cell, cell_suite))
+    return cells
+
+
+def _blamed(cell: dict[str, Any], location: Location, problem: str) -> SuiteProblem:
+    """A cell's problem, blamed on the grid key whose field it is (else on the first key)."""
+    field_name = ".".join(map(str, location))
+    own = next((k for k in cell if field_name == k or field_name.startswith(f"{k}.")), None)
+    if own is not None:
+        return SuiteProblem(("grid", own), f"value {cell[own]!r}: {problem}")
+    where = f"{field_name} in cell [{grid_label(cell)}]"
+    return SuiteProblem(("grid", next(iter(cell))), f"{where}: {problem}")
 
 
 def _own_settings(suite: Suite, method: MethodSpec, index: int) -> list[Setting]:

@@ -132,39 +132,44 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> list[Override]
                 f"--set '{text}': the value is not valid YAML ({problem}); quote it for "
                 "the shell, e.g. --set 'seeds=[0, 1]'"
             ) from None
-        path: list[str | int] = []
-        node: Any = raw
-        *parents, leaf = key.strip().split(".")
-        for part in parents:
-            if isinstance(node, list):
-                child = _list_item(node, part, text)
-                index: str | int = int(part)
-            elif isinstance(node, dict):
-                child, index = node.setdefault(part, {}), part
-            else:
-                raise XdkdError(f"--set '{text}': '{'.'.join(map(str, path))}' is not a mapping")
-            if not isinstance(child, dict | list):
-                raise XdkdError(f"--set '{text}': '{part}' is not a mapping in the suite")
-            # copied on the way down: a YAML alias (`student_recipe: *recipe`) shares its
-            # node with the anchor, and an override of one must not change the other
-            node[index] = node = copy.copy(child)
-            path.append(index)
-        if isinstance(node, list):
-            _list_item(node, leaf, text)
-            node[int(leaf)] = parsed
-            path.append(int(leaf))
-        else:
-            node[leaf] = parsed
-            path.append(leaf)
-        applied.append(Override(tuple(path), text))
+        applied.append(Override(set_value(raw, key.strip(), parsed, f"--set '{text}'"), text))
     return applied
 
 
-def _list_item(items: list, part: str, text: str) -> Any:
+def set_value(raw: dict[str, Any], key: str, value: Any, what: str) -> tuple[str | int, ...]:
+    """Set a dotted key of a suite's raw mapping (a number picks a list item), copying each
+    node on the way down; the path it set. `what` names the setter in errors (`--set ...`,
+    a grid key)."""
+    path: list[str | int] = []
+    node: Any = raw
+    *parents, leaf = key.split(".")
+    for part in parents:
+        if isinstance(node, list):
+            child = _list_item(node, part, what)
+            index: str | int = int(part)
+        elif isinstance(node, dict):
+            child, index = node.setdefault(part, {}), part
+        else:
+            raise XdkdError(f"{what}: '{'.'.join(map(str, path))}' is not a mapping")
+        if not isinstance(child, dict | list):
+            raise XdkdError(f"{what}: '{part}' is not a mapping in the suite")
+        # copied on the way down: a YAML alias (`student_recipe: *recipe`) shares its
+        # node with the anchor, and an override of one must not change the other
+        node[index] = node = copy.copy(child)
+        path.append(index)
+    if isinstance(node, list):
+        _list_item(node, leaf, what)
+        node[int(leaf)] = value
+        path.append(int(leaf))
+    else:
+        node[leaf] = value
+        path.append(leaf)
+    return tuple(path)
+
+
+def _list_item(items: list, part: str, what: str) -> Any:
     if not part.isdigit() or int(part) >= len(items):
-        raise XdkdError(
-            f"--set '{text}': '{part}' is not an index of a list of {len(items)} (0-based)"
-        )
+        raise XdkdError(f"{what}: '{part}' is not an index of a list of {len(items)} (0-based)")
     return items[int(part)]
 
 

@@ -23,7 +23,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from benchmark.config import Recipe
+from benchmark.config import Recipe, policy_of
+from benchmark.data.augment import MIXING, mix
 from benchmark.data.setting import Part
 from benchmark.data.tensors import Stream, normalize
 from benchmark.errors import XdkdError
@@ -153,12 +154,17 @@ def divergence(
 
 
 class Batches:
-    """One stream per domain over a shared generator; `next(progress)` is a step's Batch."""
+    """One stream per domain over a shared generator; `next(progress)` is a step's Batch.
+    Under mixup or cutmix each labelled source minibatch is mixed, its labels becoming class
+    probabilities (`benchmark.data.augment.mix`): only the source cross-entropy has labels
+    to mix, and every term sees the mixed images."""
 
     def __init__(
-        self, data: TrainData, batch_size: int, generator: torch.Generator, augment: bool
+        self, data: TrainData, batch_size: int, generator: torch.Generator, augment: bool | str
     ) -> None:
         self.generator = generator
+        self.policy = policy_of(augment)
+        self.num_classes = data.num_classes
 
         def streams(parts: list[Part]) -> list[tuple[str, Stream]]:
             return [(p.name, Stream(p.split, batch_size, generator, augment)) for p in parts]
@@ -178,9 +184,13 @@ class Batches:
                 out.append(DomainBatch(name, images, labels if labelled else None))
             return out
 
-        return Batch(
-            draw(self.sources, True), draw(self.targets, False), draw(self.labelled, True), progress
-        )
+        sources = draw(self.sources, True)
+        if self.policy in MIXING:
+            for source in sources:
+                source.images, source.labels = mix(
+                    source.images, source.labels, self.num_classes, self.policy, self.generator
+                )
+        return Batch(sources, draw(self.targets, False), draw(self.labelled, True), progress)
 
     def state_dict(self) -> dict[str, Any]:
         return {

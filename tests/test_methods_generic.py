@@ -97,12 +97,24 @@ def labels(generator: torch.Generator) -> torch.Tensor:
     return torch.randint(NUM_CLASSES, (BATCH_SIZE,), generator=generator)
 
 
-def make_batch(granted: Grants, oracle: bool, step: int, seed: int) -> Batch:
-    """One minibatch per domain, as the loop draws them under the setting."""
+def mixed(labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Class probabilities as a Mixup or CutMix recipe gives them: each row mixes its label
+    with another image's, rows summing to 1."""
+    one_hot = nn.functional.one_hot(labels, NUM_CLASSES).float()
+    share = torch.rand((len(labels), 1), generator=generator)
+    return share * one_hot + (1 - share) * one_hot[torch.randperm(len(labels), generator=generator)]
+
+
+def make_batch(granted: Grants, oracle: bool, step: int, seed: int, mix: bool = False) -> Batch:
+    """One minibatch per domain, as the loop draws them under the setting; `mix`: source
+    labels as a mixing recipe gives them (mixup, cutmix)."""
     generator = torch.Generator().manual_seed(seed * 100 + step)
-    sources = [
-        DomainBatch(f"s{i}", images(generator), labels(generator)) for i in range(granted.sources)
-    ]
+    sources = []
+    for i in range(granted.sources):
+        source_images, source_labels = images(generator), labels(generator)
+        if mix:
+            source_labels = mixed(source_labels, generator)
+        sources.append(DomainBatch(f"s{i}", source_images, source_labels))
     targets, labelled = [], []
     if granted.target_images:
         targets = [DomainBatch(f"t{i}", images(generator)) for i in range(granted.targets)]
@@ -140,7 +152,9 @@ def assert_teacher_untouched(teacher: nn.Module, before: dict[str, torch.Tensor]
         assert torch.equal(value, before[name]), f"teacher tensor '{name}' changed"
 
 
-def train_a_few_steps(method_name: str, student: str, teacher: str, granted: Grants) -> None:
+def train_a_few_steps(
+    method_name: str, student: str, teacher: str, granted: Grants, mix: bool = False
+) -> None:
     method_class = METHODS.get(method_name)
     torch.manual_seed(0)
     teachers = make_teachers(granted, teacher)
@@ -155,7 +169,7 @@ def train_a_few_steps(method_name: str, student: str, teacher: str, granted: Gra
     params = [p for p in [*network.parameters(), *method.parameters()] if p.requires_grad]
     optimizer, _ = make_optimizer(params, Recipe(schedule="constant"), total_steps=STEPS)
     for step in range(STEPS):
-        losses = method.losses(network, view, make_batch(granted, oracle, step, 2))
+        losses = method.losses(network, view, make_batch(granted, oracle, step, 2, mix))
         assert losses, f"{method_name} returned no loss terms"
         for name, value in losses.items():
             assert value.dim() == 0, f"loss '{name}' is not a scalar"
@@ -177,10 +191,24 @@ def test_method_trains_the_student_and_leaves_the_teacher_alone(
     reason = skip_reason(METHODS.get(method_name), student_name, teacher_name)
     if reason:
         pytest.skip(f"{method_name}: {reason}")
-    granted = setting_grants(
-        "labelled_target" if METHODS.get(method_name).needs.target_labels != "none" else "uda"
-    )
-    train_a_few_steps(method_name, student_name, teacher_name, granted)
+    train_a_few_steps(method_name, student_name, teacher_name, fitting_setting(method_name))
+
+
+def fitting_setting(method_name: str) -> Grants:
+    """`uda`, or `labelled_target` for a method that needs target labels."""
+    needs_labels = METHODS.get(method_name).needs.target_labels != "none"
+    return setting_grants("labelled_target" if needs_labels else "uda")
+
+
+@pytest.mark.parametrize(
+    "method_name", [m for m in METHODS.names() if METHODS.get(m).trains_student]
+)
+def test_method_trains_on_mixed_source_labels(method_name: str) -> None:
+    """Under a mixup or cutmix recipe source labels are class probabilities, not indices."""
+    reason = skip_reason(METHODS.get(method_name), "lenet", "lenet")
+    if reason:
+        pytest.skip(f"{method_name}: {reason}")
+    train_a_few_steps(method_name, "lenet", "lenet", fitting_setting(method_name), mix=True)
 
 
 @pytest.mark.parametrize(("method_name", "setting"), PROTOCOL_CASES)

@@ -17,6 +17,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from benchmark.config import policy_of
+from benchmark.data.augment import JITTERED, transformed
+
 if TYPE_CHECKING:
     from benchmark.data.streaming import StreamSplit
 
@@ -111,7 +114,9 @@ def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 class Stream:
     """An endless stream of shuffled batches of one split (a new permutation every pass, the
-    last partial batch dropped), normalised and optionally augmented on the device.
+    last partial batch dropped), normalised and augmented on the device under `augmented`,
+    a recipe's `augment` (true/false or a policy of `benchmark.data.augment`; mixing, which
+    needs the labels' classes, is the training loop's).
 
     Its position (the current permutation and how many of its batches were taken) is state
     that a checkpoint saves and restores, so a resumed run draws exactly the batches the
@@ -123,12 +128,12 @@ class Stream:
         split: DeviceSplit | StreamSplit,
         batch_size: int,
         generator: torch.Generator,
-        augmented: bool,
+        augmented: bool | str,
     ) -> None:
         self.split = split
         self.batch_size = min(batch_size, len(split))
         self.generator = generator
-        self.augmented = augmented
+        self.policy = policy_of(augmented)
         self.per_pass = len(split) // self.batch_size
         self.order: torch.Tensor | None = None
         self.position = 0
@@ -147,8 +152,8 @@ class Stream:
             self._start(torch.randperm(len(self.split), generator=self.generator, device=device), 0)
         images, labels = next(self._batches)
         self.position += 1
-        images = normalize(images)
-        if self.augmented:
+        images = normalize(transformed(images, self.policy, self.generator))
+        if self.policy in JITTERED:
             images = augment(images, self.generator)
         return images, labels
 

@@ -127,7 +127,9 @@ class Method(nn.Module):
         self.label_smoothing = label_smoothing  # the recipe's, for every labelled CE
 
     def cross_entropy(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy on labelled images, with the recipe's label smoothing."""
+        """Cross-entropy on labelled images, with the recipe's label smoothing. `labels`:
+        class indices, or class probabilities (rows summing to 1) where the recipe mixes
+        source images (mixup, cutmix): `F.cross_entropy` takes either."""
         return F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
 
     def setup(self, student: nn.Module, teacher: Teachers | None, batch: Batch) -> None:
@@ -174,3 +176,19 @@ def distillation_step(
     return DistillationStep(
         student_logits, teacher_logits, source_ce, source_count, student_outputs, teacher_outputs
     )
+
+
+def class_indices(labels: torch.Tensor) -> torch.Tensor:
+    """One class per image: the labels themselves, or for mixed labels (Mixup, CutMix: class
+    probabilities) the class with the largest share, for a method that needs one class per
+    image (DKD's target-class mask)."""
+    return labels.argmax(1) if labels.dim() == 2 else labels
+
+
+def join_labels(parts: list[torch.Tensor], classes: int) -> torch.Tensor:
+    """Labels of several batches as one: joined as they are when all are class indices (the
+    cross-entropy of unmixed runs is unchanged), as class probabilities when one is mixed."""
+    if all(part.dim() == 1 for part in parts):
+        return torch.cat(parts)
+    dtype = next(part.dtype for part in parts if part.dim() == 2)
+    return torch.cat([p if p.dim() == 2 else F.one_hot(p, classes).to(dtype) for p in parts])

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.methods.base import Batch, Method, distillation_step
+from benchmark.methods.base import Batch, Method, class_indices, distillation_step
 from benchmark.methods.registry import METHODS
 from benchmark.teachers import Teachers
 
@@ -74,7 +74,7 @@ class DKD(Method):
     ) -> dict[str, torch.Tensor]:
         step = distillation_step(self, student, teacher, batch)
         target_labels = step.teacher_logits[step.source_count :].argmax(dim=1)
-        labels = torch.cat([batch.source_labels, target_labels])
+        labels = torch.cat([class_indices(batch.source_labels), target_labels])
         p = self.params
         dkd = dkd_loss(
             step.student_logits,

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.methods.base import Batch, Method
+from benchmark.methods.base import Batch, Method, join_labels
 from benchmark.methods.parts import reverse_gradient
 from benchmark.methods.registry import METHODS
 from benchmark.models.features import forward_outputs
@@ -83,7 +83,7 @@ class MME(Method):
         head = student.get_classifier()
         unit_prototypes(head)
         labelled = torch.cat([batch.source_images, batch.labelled_images])
-        labels = torch.cat([batch.source_labels, batch.labelled_labels])
+        labels = join_labels([batch.source_labels, batch.labelled_labels], len(head.weight))
         pooled = forward_outputs(student, torch.cat([labelled, batch.target_images])).pooled
         count = len(labels)
         logits = cosine_logits(pooled[:count], head.weight, p["temperature"])
