@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from benchmark.methods.ab import ab_loss
+from benchmark.methods.adda_kd import adda_discriminator_loss, adda_encoder_loss
 from benchmark.methods.amalgamation import common_space_mmd, reconstruction_loss
 from benchmark.methods.at import at_loss
 from benchmark.methods.cc import cc_loss
@@ -36,6 +37,8 @@ from benchmark.methods.pkt import pkt_loss
 from benchmark.methods.reviewkd import hcl_loss
 from benchmark.methods.rkd import rkd_angle_loss, rkd_distance_loss
 from benchmark.methods.sp import sp_loss
+from benchmark.methods.sskd import sskd_ss_loss, sskd_tf_loss
+from benchmark.methods.ssl_rotation import rotation_loss
 from benchmark.methods.vid import vid_loss
 
 GOLDEN = Path(__file__).parent / "fixtures" / "golden_losses.json"
@@ -64,6 +67,11 @@ LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     "cc_loss": cc_loss,
     "hcl_loss": hcl_loss,
     "mlkd_loss": mlkd_loss,
+    "rotation_loss": rotation_loss,
+    "adda_discriminator_loss": adda_discriminator_loss,
+    "adda_encoder_loss": adda_encoder_loss,
+    "sskd_ss_loss": sskd_ss_loss,
+    "sskd_tf_loss": sskd_tf_loss,
 }
 CASES = json.loads(GOLDEN.read_text())["cases"]
 
