@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmark.errors import XdkdError
 from benchmark.methods.base import Batch
 from benchmark.methods.parts import probe_outputs
 from benchmark.models.features import ModelOutputs
@@ -72,3 +73,23 @@ def probe_pair(
     """Student and teacher outputs on two images of the probe batch (shapes need no more)."""
     images = batch.all_images()[:2]
     return probe_outputs(student, images), teacher.outputs(images)
+
+
+def spatial_pairs(
+    student: nn.Module, teacher: Teachers, batch: Batch, method: str, what: str
+) -> list[tuple[int, int]]:
+    """The matched stage pairs whose common size is larger than 1x1: a map of one pixel
+    normalises to the same value whatever the features, so a method comparing spatial maps
+    (AT's attention, NST's neuron selectivity) has nothing to match there."""
+    student_probe, teacher_probe = probe_pair(student, teacher, batch)
+    pairs = [
+        (s, t)
+        for s, t in match_stages(len(student_probe.stages), len(teacher_probe.stages))
+        if smaller_size(student_probe.stages[s], teacher_probe.stages[t]) != (1, 1)
+    ]
+    if not pairs:
+        raise XdkdError(
+            f"{method}: every matched stage pair is 1x1 at this image size, so no {what} to "
+            "transfer; use larger images or a feature method on pooled features"
+        )
+    return pairs

@@ -28,8 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.errors import XdkdError
-from benchmark.methods.adapters import match_stages, probe_pair, resize_to, smaller_size
+from benchmark.methods.adapters import resize_to, smaller_size, spatial_pairs
 from benchmark.methods.base import Batch, Method, distillation_step
 from benchmark.methods.registry import METHODS
 from benchmark.protocols import Needs
@@ -68,19 +67,7 @@ class NST(Method):
     defaults = {"ce_weight": 1.0, "weight": 50.0}
 
     def setup(self, student: nn.Module, teacher: Teachers | None, batch: Batch) -> None:
-        student_probe, teacher_probe = probe_pair(student, teacher, batch)
-        pairs = match_stages(len(student_probe.stages), len(teacher_probe.stages))
-        self.pairs = [
-            (s, t)
-            for s, t in pairs
-            if smaller_size(student_probe.stages[s], teacher_probe.stages[t]) != (1, 1)
-        ]
-        if not self.pairs:
-            raise XdkdError(
-                "nst: every matched stage pair is 1x1 at this image size, so no neuron "
-                "selectivity to transfer; use larger images or a feature method on pooled "
-                "features"
-            )
+        self.pairs = spatial_pairs(student, teacher, batch, "nst", "neuron selectivity")
 
     def losses(
         self, student: nn.Module, teacher: Teachers | None, batch: Batch
