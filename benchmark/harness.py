@@ -80,7 +80,8 @@ class Harness:
         """The trackers of one training or evaluation (files under `<runs dir>/logs/`), the
         spec logged as their parameters."""
         tracker = open_trackers(self.trackers, self.store.root / "logs", label, key, experiment)
-        tracker.log_params(spec_params(spec.model_dump(mode="json")))
+        if self.trackers:  # without --log, nothing to flatten the spec for
+            tracker.log_params(spec_params(spec.model_dump(mode="json")))
         return tracker
 
     # --- teachers --------------------------------------------------------------------------
