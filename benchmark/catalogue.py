@@ -24,7 +24,7 @@ from typing import Any
 from benchmark.files import atomic_write
 
 PACKAGE = Path(__file__).resolve().parent
-FORMAT = 2
+FORMAT = 3
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,7 @@ class MethodCard:
     student_is_teacher_architecture: bool
     origin: str  # the package's module, or the plug-in it came from
     plugin: str | None = None  # the plug-in's version, hashed into its runs' keys
+    adapts_at_test: bool = False  # test-time adaptation, applied at evaluation
 
     @property
     def reference(self) -> bool:
@@ -118,6 +119,7 @@ def live_catalogue() -> Catalogue:
             student_is_teacher_architecture=cls.student_is_teacher_architecture,
             origin=origin.label if (origin := method_origin(name)) else cls.__module__,
             plugin=origin.version if origin else None,
+            adapts_at_test=cls.adapts_at_test,
         )
         for name, cls in METHODS.items()
     }

@@ -37,6 +37,8 @@ def needs_text(needs: dict) -> str:
         parts.append("several targets")
     if needs.get("oracle"):
         parts.append("reads target labels under any protocol (oracle reference)")
+    if needs.get("data_free"):
+        parts.append("no real image: makes its own (data_free)")
     return "; ".join(parts)
 
 
@@ -45,7 +47,9 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
     for name, card in catalogue().methods.items():
         defaults = ", ".join(f"{k}={v}" for k, v in card.defaults.items()) or "-"
-        print(f"{name:<17} {card.family:<13} needs: {needs_text(card.needs)}")
+        adapts = "; adapts at test time (unlabelled images of each scored domain)"
+        needs = needs_text(card.needs) + (adapts if card.adapts_at_test else "")
+        print(f"{name:<17} {card.family:<22} needs: {needs}")
         print(f"{'':<17} defaults: {defaults}")
         print(f"{'':<17} {card.paper}  [{card.origin}]")
     return 0

@@ -105,7 +105,7 @@ def frozen_call(module: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
 
 @METHODS.register("adda_kd")
 class ADDAKD(Method):
-    family = "cross-domain"
+    family = "generative-adversarial"
     paper = "Tzeng et al. CVPR 2017, Adversarial Discriminative Domain Adaptation (+ KD)"
     needs = Needs(teacher="logits", target_images=True)
     defaults = {

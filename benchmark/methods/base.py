@@ -24,7 +24,17 @@ from benchmark.models.features import ModelOutputs, forward_outputs
 from benchmark.protocols import Needs
 from benchmark.teachers import Teachers
 
-FAMILIES = ("baseline", "logit", "feature", "cross-domain", "transfer", "multi-teacher")
+FAMILIES = (
+    "baseline",
+    "logit",
+    "feature",
+    "cross-domain",
+    "transfer",
+    "multi-teacher",
+    "self-supervised",
+    "generative-adversarial",
+    "meta-learning",
+)
 
 
 @dataclass
@@ -34,6 +44,22 @@ class DomainBatch:
     name: str
     images: torch.Tensor
     labels: torch.Tensor | None = None
+
+
+@dataclass
+class Synthetic:
+    """What a data-free step may make instead of real images (`data_free` protocol): `count`
+    images of `shape` (channels, height, width) in the students' input range [-1, 1], their
+    latent codes drawn from `generator` (the run's, saved in checkpoints, so a resumed run
+    draws the same codes)."""
+
+    count: int
+    shape: tuple[int, int, int]
+    generator: torch.Generator
+
+    def latent(self, dim: int) -> torch.Tensor:
+        """A (count, dim) standard normal draw, on the generator's device."""
+        return torch.randn(self.count, dim, generator=self.generator, device=self.generator.device)
 
 
 def _cat(parts: list[torch.Tensor]) -> torch.Tensor:
@@ -46,7 +72,8 @@ class Batch:
 
     sources: labelled, one per source domain (or task); targets: unlabelled target images, one
     per target (none under zero_shot and in_domain); labelled_target: the labelled target
-    images the protocol grants (few-shot shots, or every target image), one per target.
+    images the protocol grants (few-shot shots, or every target image), one per target;
+    synthetic: under `data_free`, where every list is empty, what the step may generate.
     `source_images`, `source_labels` and `target_images` join the domains for the methods
     that treat them as one; `progress` is the fraction of training done, for ramps."""
 
@@ -54,6 +81,7 @@ class Batch:
     targets: list[DomainBatch] = field(default_factory=list)
     labelled_target: list[DomainBatch] = field(default_factory=list)
     progress: float = 0.0
+    synthetic: Synthetic | None = None
 
     @classmethod
     def single(
@@ -113,6 +141,9 @@ class Method(nn.Module):
     # A method that turns the teacher itself into the evaluated network (feature transfer)
     # gets the teacher's backbone as its student, whatever the suite's students are.
     student_is_teacher_architecture: ClassVar[bool] = False
+    # A method that adapts the trained student at test time (Meta-DMoE): the harness calls
+    # `adapt` once per scored domain with unlabelled images of it, and scores what it returns.
+    adapts_at_test: ClassVar[bool] = False
 
     def __init__(self, name: str, label_smoothing: float = 0.0, **params: Any) -> None:
         super().__init__()
@@ -138,6 +169,19 @@ class Method(nn.Module):
     def losses(
         self, student: nn.Module, teacher: Teachers | None, batch: Batch
     ) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def adapt(
+        self, student: nn.Module, teacher: Teachers | None, support: torch.Tensor
+    ) -> nn.Module:
+        """Test-time adaptation: an adapted copy of the trained `student` (left unchanged)
+        for the domain `support` (unlabelled images of it, normalised as in training) was
+        drawn from, in eval mode."""
+        raise NotImplementedError
+
+    def adaptation_budget(self) -> dict[str, Any]:
+        """What one adaptation may use, for the record: `support_images` (how many unlabelled
+        images of a domain `adapt` is given: the harness reads it), steps, learning rate."""
         raise NotImplementedError
 
 

@@ -141,7 +141,7 @@ def sskd_tf_loss(
 
 @METHODS.register("sskd")
 class SSKD(Method):
-    family = "feature"
+    family = "self-supervised"
     paper = "Xu et al. ECCV 2020, Knowledge Distillation Meets Self-Supervision"
     needs = Needs(teacher="features", teachers="one")
     defaults = {

@@ -75,7 +75,7 @@ def rotation_loss(rotation_logits: torch.Tensor, rotations: torch.Tensor) -> tor
 
 @METHODS.register("ssl_rotation")
 class SSLRotation(Method):
-    family = "cross-domain"
+    family = "self-supervised"
     paper = (
         "Sun et al. 2019, Unsupervised Domain Adaptation through Self-Supervision "
         "(rotation task; + KD)"
