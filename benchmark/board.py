@@ -213,6 +213,8 @@ def caption(table: pd.DataFrame, pairs: list[str], shown: list[str], selection: 
             "(100 = as robust; empty where that run is absent; a corruption where the "
             "reference loses under 5 points over its severities is left out of it)."
         )
+    if selection != "last" and "data_free" in set(table["protocol"].str.partition("(")[0]):
+        parts.append("data_free rows: the last epoch (no real image may choose it).")
     if selection != "last" and {"mCA", "rel. mCE"} & set(shown):
         parts.append("Corruption metrics and cost are the last-epoch model's.")
     if "ECE" in shown:

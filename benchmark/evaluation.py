@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -20,14 +21,26 @@ from torch import nn
 
 from benchmark.config import EvalSpec
 from benchmark.cost import model_cost
-from benchmark.data.provider import SplitProvider
-from benchmark.data.setting import RunSplits
+from benchmark.data.provider import Split, SplitProvider
+from benchmark.data.setting import Part, RunSplits
+from benchmark.data.tensors import normalize
 from benchmark.evaluate import accuracy, clean_metrics, predict
 from benchmark.fastpath import FastPath
 from benchmark.provenance import device_description, provenance
 from benchmark.robustness import resolve_corruptions, robustness_summary
 from benchmark.specs import RunRecord, RunSpec
 from benchmark.teachers import EnsembleNetwork, Member
+
+Adapt = Callable[[nn.Module, Part], nn.Module]  # (student, scored part) -> adapted student
+
+
+def support_images(split: Split, count: int, generator: torch.Generator) -> torch.Tensor:
+    """`count` unlabelled images of a split (a seeded draw without replacement, all of it
+    when it holds fewer), normalised as training normalises them: a test-time adaptation's
+    support set."""
+    rows = torch.randperm(len(split), generator=generator, device=generator.device)[:count]
+    images, _ = next(iter(split.take(rows, len(rows))))
+    return normalize(images)
 
 
 @dataclass
@@ -55,16 +68,30 @@ def _named_means(per_item: dict[str, dict[str, float]], prefix: str) -> dict[str
     return out
 
 
+def _on(network: nn.Module, part: Part, adapt: Adapt | None) -> nn.Module:
+    """The network that scores `part`: itself, or adapted to the part's domain."""
+    return network if adapt is None else adapt(network, part)
+
+
 def clean_block(
-    network: nn.Module, splits: RunSplits, evaluation: EvalSpec, batch_size: int
+    network: nn.Module,
+    splits: RunSplits,
+    evaluation: EvalSpec,
+    batch_size: int,
+    adapt: Adapt | None = None,
 ) -> tuple[dict[str, float], dict[str, float]]:
-    """(clean metrics, accuracy per domain or task) of one network."""
-    scored = {p.name: clean_metrics(network, p.split, batch_size) for p in splits.scored_test()}
+    """(clean metrics, accuracy per domain or task) of one network (with `adapt`: adapted to
+    each domain before it is scored there)."""
+    scored = {
+        p.name: clean_metrics(_on(network, p, adapt), p.split, batch_size)
+        for p in splits.scored_test()
+    }
     sources = {
-        p.name: {"acc": accuracy(network, p.split, batch_size)} for p in splits.source_test()
+        p.name: {"acc": accuracy(_on(network, p, adapt), p.split, batch_size)}
+        for p in splits.source_test()
     }
     heldout = {
-        p.name: accuracy(network, p.split, batch_size)
+        p.name: accuracy(_on(network, p, adapt), p.split, batch_size)
         for p in splits.heldout_test(evaluation.heldout)
     }
     metrics = _named_means(scored, "target") | _named_means(sources, "source")
@@ -81,18 +108,21 @@ def robustness_block(
     provider: SplitProvider,
     evaluation: EvalSpec,
     batch_size: int,
+    adapt: Adapt | None = None,
 ) -> tuple[dict, dict[str, float]]:
-    """Robustness on each scored item's robustness set: blocks per item, metrics averaged."""
+    """Robustness on each scored item's robustness set: blocks per item, metrics averaged
+    (with `adapt`: the network adapted to the item's clean domain scores its corruptions)."""
     if not (evaluation.corruptions and evaluation.corruption_images):
         return {}, {}
     names = resolve_corruptions(evaluation.corruptions)
     blocks, flat = {}, {}
-    for item in splits.items():
+    for item, part in zip(splits.items(), splits.scored_test(), strict=True):
         keep, labels = splits.robustness_labels(item)
         clean, corrupted = provider.corrupted(
             item[1], splits.size, evaluation.corruption_images, names, keep, labels
         )
-        blocks[item[0]], flat[item[0]] = robustness_summary(network, clean, corrupted, batch_size)
+        scoring = _on(network, part, adapt)
+        blocks[item[0]], flat[item[0]] = robustness_summary(scoring, clean, corrupted, batch_size)
     metrics = {}
     for key in sorted({k for values in flat.values() for k in values}):
         values = {name: v[key] for name, v in flat.items() if key in v}
@@ -154,16 +184,19 @@ def evaluate_run(
     fast: FastPath,
     batch_size: int = 512,
     teacher_cache: dict | None = None,
+    adapt: Adapt | None = None,
 ) -> RunRecord:
     """The record of a run whose training is done: `network` holds the last epoch's weights
     (the teachers' ensemble for the teacher row), `states` the weights of the epochs the
     selection rules chose. `teacher_cache` keeps the teachers' clean metrics and rows between
     the runs of one process (every method of a setting shares its teachers). With no
     teachers and no `training` (a model trained elsewhere, `benchmark.external`) the record
-    has no teacher metrics or rows, no knowledge recovery and no training time."""
+    has no teacher metrics or rows, no knowledge recovery and no training time. `adapt`: a
+    method's test-time adaptation, applied before every domain is scored (its budget is in
+    the record's training block)."""
     started = time.perf_counter()
     splits = RunSplits(provider, spec)
-    metrics, per_domain = clean_block(network, splits, evaluation, batch_size)
+    metrics, per_domain = clean_block(network, splits, evaluation, batch_size, adapt)
     teacher_acc, rows = None, []  # no teachers: a model trained elsewhere (evaluate-model)
     if teachers:
         cache = {} if teacher_cache is None else teacher_cache
@@ -186,7 +219,9 @@ def evaluate_run(
         teacher_acc = teacher_metrics["target_acc"]
         metrics["teacher_target_acc"] = teacher_acc
         metrics["knowledge_recovery"] = metrics["target_acc"] / max(teacher_acc, 1e-12)
-    robustness, robust_metrics = robustness_block(network, splits, provider, evaluation, batch_size)
+    robustness, robust_metrics = robustness_block(
+        network, splits, provider, evaluation, batch_size, adapt
+    )
     metrics |= robust_metrics | model_cost(network, spec.image_size, device)
     if training is not None:
         metrics["train_wall_time_s"] = training["train_wall_time_s"]
@@ -205,7 +240,7 @@ def evaluate_run(
             clean.pop("teacher_target_acc", None)
         else:
             chosen = _copy_with(network, states[epoch])
-            clean, _ = clean_block(chosen, splits, evaluation, batch_size)
+            clean, _ = clean_block(chosen, splits, evaluation, batch_size, adapt)
         if teacher_acc is not None:
             clean["knowledge_recovery"] = clean["target_acc"] / max(teacher_acc, 1e-12)
         selected[rule] = {"epoch": float(epoch), **clean}

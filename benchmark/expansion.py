@@ -206,7 +206,7 @@ def fits_shape(protocol: ProtocolSpec, sources: list[str], targets: list[str]) -
         return "multi_task takes the suite's tasks, not pairs"
     if declared.targets == "source":
         if len(sources) != 1 or (targets and targets != sources):
-            return "in_domain needs one source and no other target ({source: mnist})"
+            return f"{protocol.name} needs one source and no other target ({{source: mnist}})"
         return None
     if not targets:
         return "it needs a target (no target: in_domain)"

@@ -20,12 +20,12 @@ from torch import nn
 from benchmark.config import EvalSpec
 from benchmark.data.domains import domain_info
 from benchmark.data.provider import SplitProvider
-from benchmark.data.setting import RunSplits, teacher_parts
+from benchmark.data.setting import Part, RunSplits, teacher_parts
 from benchmark.evaluate import accuracy
-from benchmark.evaluation import TrainedTeacher, evaluate_run
+from benchmark.evaluation import Adapt, TrainedTeacher, evaluate_run, support_images
 from benchmark.fastpath import FastPath
 from benchmark.locks import file_lock
-from benchmark.methods import METHODS, create_method
+from benchmark.methods import METHODS, Method, create_method
 from benchmark.methods.source_only import SourceOnly
 from benchmark.models import create_backbone
 from benchmark.provenance import device_description
@@ -34,7 +34,7 @@ from benchmark.specs import RunRecord, RunSpec, TeacherSpec
 from benchmark.store import RunStore
 from benchmark.teachers import EnsembleNetwork, Member, Teachers, freeze
 from benchmark.tracking import Tracker, open_trackers, spec_params, tracker_names_from_env
-from benchmark.train import TrainData, fit
+from benchmark.train import Batches, TrainData, fit
 
 TEACHER_EXPERIMENT = "teachers"  # a teacher is shared by suites: its trackers' experiment
 
@@ -49,6 +49,31 @@ def peak_memory(device: torch.device) -> tuple[float, str]:
         return torch.cuda.max_memory_allocated(device) / 2**20, "peak CUDA memory allocated"
     rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss_kb / 1024, "peak resident memory of the whole process (CPU)"
+
+
+def train_data(spec: RunSpec, splits: RunSplits, oracle: bool) -> TrainData:
+    """What the student trains on under the run's protocol."""
+    return TrainData(
+        sources=splits.sources(),
+        targets=splits.targets(),
+        labelled=splits.labelled_target(oracle),
+        source_val=splits.source_val(),
+        target_val=splits.target_val(),
+        num_classes=len(splits.classes),
+        generated=splits.generated_per_epoch(),
+        image_shape=(3, spec.image_size, spec.image_size),
+    )
+
+
+def teacher_view(
+    spec: RunSpec, method: Method, teachers: list[TrainedTeacher], classes: int
+) -> Teachers | None:
+    """The teachers as the method may read them (the protocol's access), or None for a
+    method that uses none."""
+    if not method.needs.teacher:
+        return None
+    access = spec.setting.protocol.params["teacher_access"]
+    return Teachers([t.member for t in teachers], classes, access)
 
 
 def teacher_classes(spec: TeacherSpec) -> list[str]:
@@ -182,22 +207,13 @@ class Harness:
             torch.cuda.reset_peak_memory_stats(self.device)
         method = create_method(spec.method).to(self.device)
         oracle = method.needs.oracle
-        data = TrainData(
-            sources=splits.sources(),
-            targets=splits.targets(),
-            labelled=splits.labelled_target(oracle),
-            source_val=splits.source_val(),
-            target_val=splits.target_val(),
-            num_classes=len(splits.classes),
-        )
+        data = train_data(spec, splits, oracle)
         torch.manual_seed(derive_seed(spec.seed, "student-init", spec.student.name))
         student = create_backbone(spec.student, len(splits.classes)).to(self.device)
         student = self.fast.prepare(student)
         if spec.student_recipe.compile:
             student.compile()
-        access = spec.setting.protocol.params["teacher_access"]
-        members = [t.member for t in teachers]
-        view = Teachers(members, len(splits.classes), access) if method.needs.teacher else None
+        view = teacher_view(spec, method, teachers, len(splits.classes))
         torch.manual_seed(derive_seed(spec.seed, "student-train", spec.draws_key))
         result = fit(
             student,
@@ -227,9 +243,42 @@ class Harness:
             "device": device_description(self.device),
             "fast_path": {**self.fast.settings(), "compile": spec.student_recipe.compile},
         }
+        method_state = None
+        if method.adapts_at_test:
+            info["adaptation"] = method.adaptation_budget()
+            method_state = {k: v.cpu() for k, v in method.state_dict().items()}
         states = {e: {k: v.cpu() for k, v in s.items()} for e, s in result.states.items()}
-        self.store.save_training(spec.key, info, states)
+        self.store.save_training(spec.key, info, states, method_state)
         return self.store.training(spec.key)
+
+    def adapter(
+        self,
+        spec: RunSpec,
+        splits: RunSplits,
+        teachers: list[TrainedTeacher],
+        network: nn.Module,
+        training: dict,
+    ) -> Adapt:
+        """Test-time adaptation for a method that adapts (Meta-DMoE): the method rebuilt as
+        training left it (`setup` on a probe batch, then its saved parts), adapting the
+        student to each scored domain from `support_images` unlabelled images of its test
+        split, drawn by the run's seed and the domain's name."""
+        method = create_method(spec.method).to(self.device)
+        view = teacher_view(spec, method, teachers, len(splits.classes))
+        data = train_data(spec, splits, method.needs.oracle)
+        probe = generator(spec.seed, self.device, "adaptation-probe", spec.key)
+        method.setup(
+            network, view, Batches(data, spec.student_recipe.batch_size, probe, False).next(0.0)
+        )
+        method.load_state_dict(self.store.method_state(spec.key, training))
+        method.eval()
+        size = int(method.adaptation_budget()["support_images"])
+
+        def adapt(student: nn.Module, part: Part) -> nn.Module:
+            draw = generator(spec.seed, self.device, "adaptation-support", part.domain)
+            return method.adapt(student, view, support_images(part.split, size, draw))
+
+        return adapt
 
     def run_one(self, spec: RunSpec, evaluation: EvalSpec) -> tuple[RunRecord, bool]:
         """Train (unless the store holds the trained student) and evaluate; (record, whether
@@ -266,6 +315,9 @@ class Harness:
                 epoch: self.store.student_state(spec.key, training, epoch)
                 for epoch in set(training["selections"].values()) - {last}
             }
+        adapt = None
+        if METHODS.get(spec.method.name).adapts_at_test:
+            adapt = self.adapter(spec, splits, teachers, network, training)
         with self.fast.autocast(self.device):
             record = evaluate_run(
                 spec,
@@ -279,5 +331,6 @@ class Harness:
                 self.fast,
                 self.eval_batch_size,
                 self._teacher_evaluations,
+                adapt,
             )
         return record, trained

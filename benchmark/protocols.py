@@ -60,6 +60,7 @@ class Protocol:
     target_data: TargetData
     teachers: TeacherLayout
     parameters: dict[str, Parameter] = field(default_factory=dict)
+    real_images: bool = True  # False: the student sees no real image, only the teacher
 
     def all_parameters(self) -> dict[str, Parameter]:
         return {**self.parameters, "teacher_access": TEACHER_ACCESS}
@@ -148,6 +149,17 @@ _declared = [
         target_data="unlabelled",
         teachers="per_task",
     ),
+    Protocol(
+        "data_free",
+        "data-free distillation (DAFL, Chen et al. ICCV 2019; ZSKT, Micaelli & Storkey "
+        "NeurIPS 2019): the student sees no real image, only the teacher; it learns from "
+        "images a generator makes and is scored on the teacher's domain and every other",
+        sources="one",
+        targets="source",
+        target_data="none",
+        teachers="per_source",
+        real_images=False,
+    ),
 ]
 PROTOCOLS: dict[str, Protocol] = {protocol.name: protocol for protocol in _declared}
 PROTOCOL_NAMES: tuple[str, ...] = tuple(PROTOCOLS)
@@ -179,6 +191,7 @@ class Grants:
     teachers: int
     teacher_layout: TeacherLayout
     access: Access
+    real_images: bool = True
 
     @property
     def teacher_words(self) -> str:
@@ -200,6 +213,7 @@ def grants(name: str, params: dict[str, Any], sources: int, targets: int, tasks:
         teachers=teachers,
         teacher_layout=layout,
         access=params.get("teacher_access", "features"),
+        real_images=protocol.real_images,
     )
 
 
@@ -211,7 +225,10 @@ class Needs:
     single-teacher method gets their ensemble view), exactly `one`, `several`, or `tasks`
     (teachers on class subsets). target_labels: `few` (some labelled target images: few-shot
     or all), `all`. oracle: it reads every target label whatever the protocol grants (the
-    upper-bound reference row, never ranked)."""
+    upper-bound reference row, never ranked). data_free: it learns from images it makes
+    itself (a generator against the teacher), so it fits the protocols that grant no real
+    image, and only those (where real images are granted, the other methods use them);
+    None: it trains on no images at all (the teacher row), so it fits either."""
 
     teacher: Access | None = "logits"
     teachers: Literal["any", "one", "several", "tasks"] = "any"
@@ -219,6 +236,7 @@ class Needs:
     target_labels: Literal["none", "few", "all"] = "none"
     several_targets: bool = False
     oracle: bool = False
+    data_free: bool | None = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -227,6 +245,10 @@ class Needs:
 def unmet(needs: Needs, granted: Grants) -> str | None:
     """The first thing the method needs that the setting does not grant, in words; None when
     it fits."""
+    if needs.data_free is not None and needs.data_free == granted.real_images:
+        if needs.data_free:
+            return "learns from generated images only; it runs under data_free"
+        return "needs real training images; the protocol grants none (the teacher only)"
     if needs.teacher is not None and ACCESS_LEVELS.index(needs.teacher) > ACCESS_LEVELS.index(
         granted.access
     ):

@@ -6,6 +6,7 @@ runs/<key>/
   checkpoint.pt    the last finished epoch while it trains (removed once it is recorded)
   training.json    how training went (curves, selections, what it saw) and the sha256 of
   student-e<N>.pt  the saved weights: the last epoch and each epoch a selection rule chose
+  method.pt        a test-time-adapting method's trained parts (Meta-DMoE's aggregator)
   record.json      training plus evaluation: every metric (written atomically)
   error.json       why it failed, instead of a record
   claim.lock       held (flock) by the process running it; running.json says who
@@ -42,6 +43,7 @@ RECORD, ERROR, SPEC, TRAINING, CHECKPOINT = (
     "checkpoint.pt",
 )
 TEACHER_INFO, TEACHER_WEIGHTS = "teacher.json", "weights.pt"
+METHOD_WEIGHTS, METHOD_ENTRY = "method.pt", "method"  # the file, and its key in "weights"
 
 
 def write_json(path: Path, payload: Any) -> None:
@@ -230,14 +232,24 @@ class RunStore:
     def checkpoint(self, key: str) -> Checkpoint:
         return Checkpoint(self.run_dir(key) / CHECKPOINT, key)
 
-    def save_training(self, key: str, info: dict[str, Any], states: dict[int, Any]) -> None:
-        """The weights of every kept epoch, then training.json naming them with their sha256:
-        training.json present means training is done."""
+    def save_training(
+        self,
+        key: str,
+        info: dict[str, Any],
+        states: dict[int, Any],
+        method_state: dict[str, Any] | None = None,
+    ) -> None:
+        """The weights of every kept epoch (and, for a method that adapts at test time, its
+        own trained parts), then training.json naming them with their sha256: training.json
+        present means training is done."""
         directory = self.run_dir(key)
         weights = {}
         for epoch, state in sorted(states.items()):
             name = f"student-e{epoch}.pt"
             weights[str(epoch)] = {"file": name, "sha256": save_torch(directory / name, state)}
+        if method_state is not None:
+            digest = save_torch(directory / METHOD_WEIGHTS, method_state)
+            weights[METHOD_ENTRY] = {"file": METHOD_WEIGHTS, "sha256": digest}
         write_json(directory / TRAINING, {**info, "key": key, "weights": weights})
 
     def training(self, key: str) -> dict[str, Any] | None:
@@ -257,7 +269,16 @@ class RunStore:
                 return None
         return info
 
-    def student_state(self, key: str, info: dict[str, Any], epoch: int) -> dict[str, Any]:
+    def method_state(self, key: str, info: dict[str, Any]) -> dict[str, Any]:
+        """The trained parts of a method that adapts at test time, saved with its student."""
+        if METHOD_ENTRY not in info["weights"]:
+            raise XdkdError(
+                f"{self.run_dir(key)} holds no {METHOD_WEIGHTS} (trained before the method "
+                "saved its parts); rerun to retrain"
+            )
+        return self.student_state(key, info, METHOD_ENTRY)
+
+    def student_state(self, key: str, info: dict[str, Any], epoch: int | str) -> dict[str, Any]:
         entry = info["weights"][str(epoch)]
         state = load_torch(self.run_dir(key) / entry["file"], entry["sha256"])
         if state is None:

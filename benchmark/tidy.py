@@ -16,6 +16,7 @@ import pandas as pd
 
 from benchmark.errors import XdkdError
 from benchmark.metrics import METRICS, corruption_errors, mean_corruption_accuracy, metric
+from benchmark.protocols import PROTOCOLS
 from benchmark.selection import RULES
 from benchmark.specs import RunRecord
 
@@ -98,11 +99,13 @@ def method_row(record: RunRecord) -> str:
 def _selected_metrics(record: RunRecord, selection: str) -> dict[str, float]:
     """The record's metrics with the chosen epoch's clean metrics laid over them; a record
     the rule chose no epoch for has no clean numbers under it, not last-epoch ones (an
-    external record's one model is what every rule has to choose from)."""
+    external record's one model is what every rule has to choose from, and a data-free run,
+    which no real image may steer, keeps its last epoch under every rule)."""
     metrics = dict(record.metrics)
     card = method_card(record.spec.method.name)
     untrained = card is not None and not card.trains_student
-    if selection == "last" or untrained or record.external is not None:
+    data_free = not PROTOCOLS[record.spec.setting.protocol.name].real_images
+    if selection == "last" or untrained or data_free or record.external is not None:
         return metrics
     chosen = record.selected.get(selection)
     selectable = [k for k in metrics if k.partition("/")[0] in METRICS and metric(k).selection]

@@ -30,7 +30,7 @@ from benchmark.data.tensors import Stream, normalize
 from benchmark.errors import XdkdError
 from benchmark.evaluate import predict
 from benchmark.fastpath import FastPath
-from benchmark.methods.base import Batch, DomainBatch, Method
+from benchmark.methods.base import Batch, DomainBatch, Method, Synthetic
 from benchmark.selection import RULES
 from benchmark.teachers import Teachers
 from benchmark.tracking import Tracker
@@ -70,7 +70,9 @@ def make_optimizer(
 @dataclass
 class TrainData:
     """What training draws from: labelled sources, unlabelled targets, labelled target
-    images (each one stream per domain), and the validation parts the curves are measured on."""
+    images (each one stream per domain), and the validation parts the curves are measured on.
+    Under data_free none of them: `generated` images per epoch of `image_shape`, which the
+    method makes itself."""
 
     sources: list[Part]
     targets: list[Part] = field(default_factory=list)
@@ -78,9 +80,14 @@ class TrainData:
     source_val: list[Part] = field(default_factory=list)
     target_val: list[Part] = field(default_factory=list)
     num_classes: int = 10
+    generated: int = 0
+    image_shape: tuple[int, int, int] = (3, 32, 32)
 
     def steps_per_epoch(self, batch_size: int) -> int:
-        """One epoch sees as many source images as the sources hold."""
+        """One epoch sees as many source images as the sources hold (or, data-free, makes
+        `generated` images)."""
+        if not self.sources:
+            return max(1, self.generated // batch_size)
         total = sum(len(p.split) for p in self.sources)
         per_step = sum(min(batch_size, len(p.split)) for p in self.sources)
         return max(1, total // per_step)
@@ -165,6 +172,9 @@ class Batches:
         self.generator = generator
         self.policy = policy_of(augment)
         self.num_classes = data.num_classes
+        self.synthetic = (
+            None if data.sources else Synthetic(batch_size, data.image_shape, generator)
+        )
 
         def streams(parts: list[Part]) -> list[tuple[str, Stream]]:
             return [(p.name, Stream(p.split, batch_size, generator, augment)) for p in parts]
@@ -190,7 +200,13 @@ class Batches:
                 source.images, source.labels = mix(
                     source.images, source.labels, self.num_classes, self.policy, self.generator
                 )
-        return Batch(sources, draw(self.targets, False), draw(self.labelled, True), progress)
+        return Batch(
+            sources,
+            draw(self.targets, False),
+            draw(self.labelled, True),
+            progress,
+            self.synthetic,
+        )
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -393,7 +409,10 @@ def _check_divergence(
     network: nn.Module, data: TrainData, losses: torch.Tensor, label: str, recipe: Recipe
 ) -> None:
     """The divergence rule on the trained network, on source validation images (or, without
-    them, on one source training batch)."""
+    them, on one source training batch). A data-free run has no labelled image to judge it
+    by: only the NaN check of every epoch holds there."""
+    if not (data.source_val or data.sources):
+        return
     if data.source_val:
         measured = validation_curves(network, TrainData(sources=[], source_val=data.source_val))
         accuracy, nll = measured["source_val_acc"], measured["source_val_nll"]

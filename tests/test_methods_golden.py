@@ -21,6 +21,11 @@ from benchmark.methods.amalgamation import common_space_mmd, reconstruction_loss
 from benchmark.methods.at import at_loss
 from benchmark.methods.cc import cc_loss
 from benchmark.methods.crd import crd_nce_loss
+from benchmark.methods.dafl import (
+    dafl_activation_loss,
+    dafl_information_entropy_loss,
+    dafl_one_hot_loss,
+)
 from benchmark.methods.dist import dist_loss
 from benchmark.methods.dkd import dkd_loss
 from benchmark.methods.ensemble_kd import ensemble_kd_loss
@@ -29,6 +34,7 @@ from benchmark.methods.ft import ft_loss
 from benchmark.methods.kd import kd_loss
 from benchmark.methods.kd3a import kd3a_loss
 from benchmark.methods.kd_ls import kd_ls_loss
+from benchmark.methods.meta_dmoe import meta_dmoe_inner_loss
 from benchmark.methods.mlkd import mlkd_loss
 from benchmark.methods.mme import minimax_entropy_loss
 from benchmark.methods.mt_mtda import mt_mtda_loss
@@ -40,6 +46,7 @@ from benchmark.methods.sp import sp_loss
 from benchmark.methods.sskd import sskd_ss_loss, sskd_tf_loss
 from benchmark.methods.ssl_rotation import rotation_loss
 from benchmark.methods.vid import vid_loss
+from benchmark.methods.zskt import zskt_divergence, zskt_generator_loss
 
 GOLDEN = Path(__file__).parent / "fixtures" / "golden_losses.json"
 LOSSES: dict[str, Callable[..., torch.Tensor]] = {
@@ -72,6 +79,12 @@ LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     "adda_encoder_loss": adda_encoder_loss,
     "sskd_ss_loss": sskd_ss_loss,
     "sskd_tf_loss": sskd_tf_loss,
+    "dafl_one_hot_loss": dafl_one_hot_loss,
+    "dafl_activation_loss": dafl_activation_loss,
+    "dafl_information_entropy_loss": dafl_information_entropy_loss,
+    "zskt_divergence": zskt_divergence,
+    "zskt_generator_loss": zskt_generator_loss,
+    "meta_dmoe_inner_loss": meta_dmoe_inner_loss,
 }
 CASES = json.loads(GOLDEN.read_text())["cases"]
 

@@ -1,4 +1,5 @@
-"""Method-specific checks of the transfer methods `ssl_rotation`, `sskd` and `adda_kd`.
+"""Method-specific checks of the transfer methods `ssl_rotation`, `sskd` and `adda_kd`, and
+of the data-free methods `dafl` and `zskt`.
 
 Rotations: `rotate` is numpy's rot90 image by image; the same seed draws the same rotations
 and a method restored from its state dict (a resumed run) draws on where the saved one
@@ -6,7 +7,10 @@ stopped. ADDA: the GAN game in one backward pass, each player getting only its o
 gradient (the discriminator none from the encoder's inverted-label term, the encoder none
 from the discriminator's term, the fixed classifier none at all in stage 2), and the source
 encoder taken once, frozen, and restored with the method's state. SSKD: the rotated copies'
-layout and the error filter.
+layout and the error filter. DAFL and ZSKT: each player (generator, student) gets only its
+own terms' gradient; ZSKT alternates one generator step with ten student steps on one draw of
+codes, and resumes its cycle from the method's state; both train a LeNet from a ResNet-18
+teacher through the loop's own step.
 """
 
 from __future__ import annotations
@@ -18,13 +22,17 @@ import pytest
 import torch
 from torch import nn
 
-from benchmark.config import BackboneSpec
+from benchmark.config import BackboneSpec, Recipe
 from benchmark.errors import XdkdError
+from benchmark.fastpath import FastPath
 from benchmark.methods import METHODS, Batch
+from benchmark.methods.base import Synthetic
+from benchmark.methods.parts import ImageGenerator
 from benchmark.methods.sskd import kept_rows, sskd_ss_loss, with_rotations
 from benchmark.methods.ssl_rotation import rotate
 from benchmark.models import create_backbone
 from benchmark.teachers import Member, Teachers, freeze
+from benchmark.train import make_optimizer, train_step
 
 CLASSES = 10
 
@@ -216,3 +224,136 @@ def test_adda_takes_the_source_encoder_once_and_keeps_it_on_resume() -> None:
         assert torch.equal(value, taken[name])
     params = [p for p in resumed.parameters() if p.requires_grad]
     assert {id(p) for p in params} == {id(p) for p in resumed.discriminator.parameters()}
+
+
+# --- dafl and zskt -------------------------------------------------------------------------
+
+
+def synthetic_batch(seed: int, count: int = 8) -> Batch:
+    """A data-free step's batch: no real image, what the method may generate."""
+    return Batch([], synthetic=Synthetic(count, (3, 32, 32), torch.Generator().manual_seed(seed)))
+
+
+def build_data_free(name: str, seed: int = 0, teacher: str = "lenet", **params):
+    torch.manual_seed(seed)
+    student = lenet().train()
+    network = freeze(create_backbone(BackboneSpec(name=teacher), CLASSES))
+    view = Teachers([Member("teacher", network, None)], CLASSES, "features")
+    method = METHODS.get(name)(name, **params)
+    method.setup(student, view, synthetic_batch(100))
+    method.train()
+    return method, student, view
+
+
+def test_data_free_methods_refuse_real_batches() -> None:
+    for name in ("dafl", "zskt"):
+        method = METHODS.get(name)(name)
+        with pytest.raises(XdkdError, match="data_free"):
+            method.setup(lenet(), teachers(), batch(0))
+
+
+def test_dafl_players_get_only_their_own_gradients() -> None:
+    method, student, view = build_data_free("dafl")
+    generator, network = method.generator, view.module()
+    terms = method.losses(student, view, synthetic_batch(1))
+    assert set(terms) == {"one_hot", "activation", "entropy", "kd"}
+    for name in ("one_hot", "activation", "entropy"):
+        backward_alone(terms[name], student, generator)
+        assert has_gradient(generator), f"'{name}' did not reach the generator"
+        assert no_gradient(student), f"the generator's term '{name}' reached the student"
+    backward_alone(terms["kd"], student, generator)
+    assert has_gradient(student)
+    assert no_gradient(generator), "the student's KD term reached the generator"
+    assert no_gradient(network)
+
+
+def test_the_generator_makes_the_synthetic_shape_in_the_chosen_output() -> None:
+    latent = synthetic_batch(3).synthetic.latent(100)
+    method, _, _ = build_data_free("dafl")
+    with torch.no_grad():
+        images = method.generator(latent)
+    assert images.shape == (8, 3, 32, 32) and float(images.abs().max()) <= 1.0  # tanh
+    for output in ("tanh+batchnorm", "batchnorm"):  # DAFL's code, ZSKT's: standardised
+        method, _, _ = build_data_free("zskt", generator_output=output)
+        with torch.no_grad():
+            images = method.generator(latent)
+        assert float(images.mean((0, 2, 3)).abs().max()) < 1e-5
+        assert float((images.var((0, 2, 3), unbiased=False) - 1).abs().max()) < 1e-3
+    with pytest.raises(XdkdError, match="multiples of 4"):
+        ImageGenerator(100, (3, 30, 32))
+
+
+def cycle_kind(terms: dict[str, torch.Tensor]) -> str:
+    idle = [name for name, value in terms.items() if value.requires_grad is False]
+    return "generator" if set(idle) == {"kl", "at"} else "student"
+
+
+def test_zskt_alternates_one_generator_step_with_ten_student_steps() -> None:
+    method, student, view = build_data_free("zskt")
+    generator, network = method.generator, view.module()
+    kinds, latents = [], []
+    for step in range(12):
+        terms = method.losses(student, view, synthetic_batch(step))
+        assert set(terms) == {"generator", "kl", "at"}
+        kinds.append(cycle_kind(terms))
+        latents.append(method.latent.clone())
+        backward_alone(sum(terms.values()), student, generator)
+        if kinds[-1] == "generator":
+            assert float(terms["kl"]) == 0.0 and float(terms["at"]) == 0.0
+            assert has_gradient(generator)
+            assert no_gradient(student), "the generator's term reached the student"
+        else:
+            assert float(terms["generator"]) == 0.0
+            assert float(terms["kl"].detach()) > 0 and float(terms["at"].detach()) > 0
+            assert has_gradient(student)
+            assert no_gradient(generator), "the student's terms reached the generator"
+        assert no_gradient(network)
+    assert kinds == ["generator"] + ["student"] * 10 + ["generator"]
+    assert all(torch.equal(latent, latents[0]) for latent in latents[1:11]), "codes redrawn"
+    assert not torch.equal(latents[11], latents[0]), "the next cycle kept the old codes"
+    assert method.step == 12
+
+
+def test_zskt_resumes_its_cycle_from_the_method_state() -> None:
+    method, student, view = build_data_free("zskt", student_steps=2)
+    for step in range(2):  # generator, student: one student step of the cycle left
+        method.losses(student, view, synthetic_batch(step))
+    saved = {k: v.clone() if torch.is_tensor(v) else v for k, v in method.state_dict().items()}
+    resumed, _, _ = build_data_free("zskt", seed=7, student_steps=2)
+    resumed.load_state_dict(saved)
+    assert resumed.step == 2 and torch.equal(resumed.latent, method.latent)
+    torch.manual_seed(11)  # the student's dropout draws from the run's global generator
+    expected = method.losses(student, view, synthetic_batch(5))
+    torch.manual_seed(11)
+    terms = resumed.losses(student, view, synthetic_batch(5))
+    assert cycle_kind(terms) == cycle_kind(expected) == "student"
+    assert float(terms["kl"].detach()) == pytest.approx(float(expected["kl"].detach()))
+    assert cycle_kind(resumed.losses(student, view, synthetic_batch(6))) == "generator"
+
+
+@pytest.mark.parametrize("name", ["dafl", "zskt"])
+def test_data_free_methods_train_a_lenet_from_a_resnet18_teacher(name: str) -> None:
+    method, student, view = build_data_free(name, teacher="resnet18")
+    network = view.module()
+    before = {k: v.clone() for k, v in network.state_dict().items()}
+    params = [p for p in [*student.parameters(), *method.parameters()] if p.requires_grad]
+    optimizer, scheduler = make_optimizer(params, Recipe(schedule="constant"), total_steps=3)
+    # dafl: both players every step; zskt: the generator, then two student steps
+    expected = {"dafl": ["both"] * 3, "zskt": ["generator", "student", "student"]}[name]
+    for step, players in enumerate(expected):
+        batch = synthetic_batch(10 + step)
+        terms, total = train_step(
+            method, student, view, batch, optimizer, scheduler, FastPath(), torch.device("cpu")
+        )
+        assert all(torch.isfinite(value.detach()) for value in terms.values())
+        assert torch.isfinite(total)
+        assert has_gradient(student) == (players in ("both", "student")), f"step {step}"
+        assert has_gradient(method.generator) == (players in ("both", "generator")), f"step {step}"
+        if players == "generator":
+            assert no_gradient(student)
+        if players == "student":
+            assert no_gradient(method.generator)
+        assert not any(module.training for module in network.modules())
+        assert all(p.grad is None for p in network.parameters())
+        for key, value in network.state_dict().items():
+            assert torch.equal(value, before[key]), f"teacher tensor '{key}' changed"

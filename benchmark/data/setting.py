@@ -26,6 +26,7 @@ from benchmark.config import TaskSpec
 from benchmark.data.domains import domain_info, family_domains
 from benchmark.data.provider import Split, SplitProvider
 from benchmark.errors import XdkdError
+from benchmark.protocols import PROTOCOLS
 from benchmark.seeding import name_seed
 from benchmark.specs import RunSpec, Setting, TeacherSpec
 
@@ -111,8 +112,10 @@ class RunSplits:
         self.setting = spec.setting
         self.classes = class_space(spec.setting)
         self.size = spec.image_size
-        self.in_domain = self.setting.protocol.name == "in_domain"
         self.protocol = self.setting.protocol.name
+        declared = PROTOCOLS[self.protocol]
+        self.in_domain = declared.targets == "source"  # scored on its source (and the rest)
+        self.real_images = declared.real_images
 
     def _part(self, item: Item, part: str, share: float, rows: np.ndarray | None = None) -> Part:
         """An item's part numbered in the student's class space, kept to the task's classes
@@ -139,12 +142,32 @@ class RunSplits:
     # --- training ------------------------------------------------------------------------
 
     def sources(self) -> list[Part]:
+        """Labelled source training images: none under data_free (the teacher only)."""
         share = self.spec.source_validation
+        if not self.real_images:
+            return []
         return [self._part(item, "train", share) for item in self._source_items()]
 
     def source_val(self) -> list[Part]:
+        """Source validation images for the selection curves: none under data_free, where
+        no real image may steer training, the choice of epoch included (rule `last`)."""
         share = self.spec.source_validation
-        return [self._part(item, "val", share) for item in self._source_items()] if share else []
+        if not (share and self.real_images):
+            return []
+        return [self._part(item, "val", share) for item in self._source_items()]
+
+    def generated_per_epoch(self) -> int:
+        """Under data_free, how many images an epoch generates: as many as the source's
+        training part holds (what an epoch of its real images would be); else 0."""
+        if self.real_images:
+            return 0
+        share = self.spec.source_validation
+        return int(
+            sum(
+                len(self.provider.labels(d, "train", self.size, share))
+                for _, d, _ in self._source_items()
+            )
+        )
 
     def target_val(self) -> list[Part]:
         if self.in_domain:
@@ -236,6 +259,11 @@ class RunSplits:
             "labelled_target_images": count(self.labelled_target(oracle)),
             "source_validation_images": count(self.source_val()),
             "target_validation_images": count(self.target_val()),
+            **(
+                {}
+                if self.real_images
+                else {"generated_images_per_epoch": self.generated_per_epoch()}
+            ),
         }
 
 

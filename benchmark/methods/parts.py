@@ -1,6 +1,6 @@
 """What several cross-domain and transfer methods share: gradient reversal and its ramp, an EMA
-copy of the student, MMD and CORAL distances, a domain discriminator, weight copying, and the
-probe forward and seeds their `setup` needs.
+copy of the student, MMD and CORAL distances, a domain discriminator, weight copying, the
+probe forward and seeds their `setup` needs, and the image generator of the data-free methods.
 
 Each is a small function or module with its paper cited, so a method file reads as the
 paper's loss and nothing else.
@@ -12,8 +12,11 @@ import copy
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from benchmark.errors import XdkdError
+from benchmark.methods.base import Batch, DomainBatch, Synthetic
 from benchmark.models.features import ModelOutputs, forward_outputs
 
 
@@ -137,3 +140,85 @@ def method_seed() -> int:
     harness seeds per run (`derive_seed(seed, "student-train", key)`): reproducible per run,
     with no seed setting in the method."""
     return int(torch.randint(0, 2**62, (1,)).item())
+
+
+# --- data-free methods ---------------------------------------------------------------------
+
+GENERATOR_OUTPUTS = ("tanh", "tanh+batchnorm", "batchnorm")
+
+
+class ImageGenerator(nn.Module):
+    """The generator of DAFL (Chen et al. ICCV 2019; the authors' `DAFL_train.py`), which ZSKT
+    (Micaelli & Storkey NeurIPS 2019; the authors' `models/generator.py`) shares but for its
+    first map and its output: z -> linear to 128 x (H/4) x (W/4) -> BN -> nearest upsampling
+    x2 -> conv3x3 128 -> BN -> LeakyReLU(0.2) -> upsampling x2 -> conv3x3 64 -> BN ->
+    LeakyReLU(0.2) -> conv3x3 to the image channels -> `output`.
+
+    `output`: "tanh" (images in the students' input range [-1, 1]), "tanh+batchnorm" (tanh,
+    then a BatchNorm without affine parameters that standardises each channel over the batch:
+    DAFL's code) or "batchnorm" (no tanh, the standardising BatchNorm only: ZSKT's code).
+    `batchnorm_eps`: the eps of the two BatchNorms after the convolutions (DAFL's code passes
+    0.8 there, `nn.BatchNorm2d(128, 0.8)`, the second positional argument being eps; ZSKT's
+    keeps the default 1e-5); the first BatchNorm and the output one keep PyTorch's default."""
+
+    def __init__(
+        self,
+        latent_dim: int,
+        shape: tuple[int, int, int],
+        output: str = "tanh",
+        batchnorm_eps: float = 1e-5,
+    ) -> None:
+        super().__init__()
+        channels, height, width = shape
+        if height % 4 or width % 4:
+            raise XdkdError(
+                f"the data-free generator makes images whose sides are multiples of 4 (it "
+                f"upsamples a (H/4, W/4) map twice); {height}x{width} is not"
+            )
+        if output not in GENERATOR_OUTPUTS:
+            raise XdkdError(
+                f"unknown generator output '{output}'; choose one of {', '.join(GENERATOR_OUTPUTS)}"
+            )
+        self.first_size = (height // 4, width // 4)
+        self.project = nn.Linear(latent_dim, 128 * height // 4 * width // 4)
+        self.first_norm = nn.BatchNorm2d(128)
+        self.block1 = nn.Sequential(
+            nn.Conv2d(128, 128, 3, stride=1, padding=1),
+            nn.BatchNorm2d(128, eps=batchnorm_eps),
+            nn.LeakyReLU(0.2, inplace=True),
+        )
+        self.block2 = nn.Sequential(
+            nn.Conv2d(128, 64, 3, stride=1, padding=1),
+            nn.BatchNorm2d(64, eps=batchnorm_eps),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(64, channels, 3, stride=1, padding=1),
+        )
+        self.squash = nn.Tanh() if output.startswith("tanh") else nn.Identity()
+        self.standardise = (
+            nn.BatchNorm2d(channels, affine=False)
+            if output.endswith("batchnorm")
+            else nn.Identity()
+        )
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        maps = self.project(latent).view(len(latent), 128, *self.first_size)
+        maps = F.interpolate(self.first_norm(maps), scale_factor=2)
+        maps = F.interpolate(self.block1(maps), scale_factor=2)
+        return self.standardise(self.squash(self.block2(maps)))
+
+
+def synthetic_of(batch: Batch, method: str) -> Synthetic:
+    """What a data-free step may generate; a clear error where the batch has real images."""
+    if batch.synthetic is None:
+        raise XdkdError(
+            f"method '{method}' learns from images its generator makes; it runs under the "
+            "data_free protocol only"
+        )
+    return batch.synthetic
+
+
+def synthetic_probe(synthetic: Synthetic) -> Batch:
+    """A probe batch of two blank images of the generated shape, for the shapes a method's
+    `setup` reads (`adapters.spatial_pairs`), drawing nothing from any generator."""
+    images = torch.zeros((2, *synthetic.shape), device=synthetic.generator.device)
+    return Batch([DomainBatch("synthetic", images)])

@@ -15,5 +15,5 @@ from benchmark.protocols import Needs
 class Teacher(Method):
     family = "baseline"
     paper = "reference row: the source-trained teacher, no student"
-    needs = Needs(teacher=None)
+    needs = Needs(teacher=None, data_free=None)
     trains_student = False
