@@ -1,11 +1,11 @@
 # `make run`: set up .venv if missing, then run the embedded default suite (offline, CPU ok).
-# `make test`: the same set-up, then the test suite.
+# `make test`: the same set-up, then the test suite. `make regression`: the ci suite's check.
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint clean
+.PHONY: run test regression lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,13 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The `ci` suite trained from scratch and checked against its committed reference (CI runs it
+# after `make test`; it trains for minutes, so it is not one of the tests).
+regression: $(STAMP)
+	rm -rf runs/ci-regression
+	$(BIN)/xdkd run ci --out runs/ci-regression --results runs/ci-regression/results --no-progress
+	$(BIN)/xdkd check --baseline baselines/ci.reference.json runs/ci-regression --abs-tol 1.0
 
 lint: $(STAMP)
 	$(BIN)/ruff check benchmark tests benchmarks examples && $(BIN)/ruff format --check benchmark tests benchmarks examples

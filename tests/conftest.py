@@ -3,6 +3,7 @@ one finished tiny sweep that every test reading real records shares (copy it to 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,16 @@ def domain_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     patch.setenv("XDKD_CACHE", str(root))
     yield root
     patch.undo()
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """The machine is shared: one core is enough for tiny networks (a module opts in with
+    `pytestmark = pytest.mark.usefixtures("one_thread")`)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 TINY_RECIPE = {"epochs": 1, "batch_size": 64, "lr": 0.003}

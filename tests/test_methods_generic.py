@@ -17,7 +17,6 @@ to 6 blocks (of 12) to stay fast, still with more stages than its teacher, as th
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -81,13 +80,7 @@ PROTOCOL_CASES = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """The machine is shared: one core is enough for these tiny networks."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny networks, one core
 
 
 def images(generator: torch.Generator) -> torch.Tensor:

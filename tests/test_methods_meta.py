@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -38,12 +37,7 @@ VIT = BackboneSpec(
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny networks, one core
 
 
 def network(name: str, dtype: torch.dtype = torch.float32) -> nn.Module:

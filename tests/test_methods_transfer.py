@@ -15,8 +15,6 @@ teacher through the loop's own step.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import torch
@@ -37,12 +35,7 @@ from benchmark.train import make_optimizer, train_step
 CLASSES = 10
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny networks, one core
 
 
 def lenet() -> nn.Module:

@@ -4,6 +4,7 @@ numbers it would have reached uninterrupted; the checkpoint is gone once the rec
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -51,10 +52,12 @@ def test_a_run_killed_mid_training_resumes_to_the_same_numbers(tiny_suite, tmp_p
         student_recipe=recipe,
         corruptions=["gaussian_noise"],
         corruption_images=50,
+        heldout=["syndigits"],
     )
     whole = tmp_path / "whole"
     finished(xdkd_run(suite, whole))
     killed = tmp_path / "killed"
+    shutil.copytree(whole / "teachers", killed / "teachers")  # its student trains at once
     run = xdkd_run(suite, killed)
     deadline = time.monotonic() + 300
     while checkpointed_epoch(killed) < 2 and run.poll() is None and time.monotonic() < deadline:
