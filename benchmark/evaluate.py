@@ -32,11 +32,38 @@ def accuracy(model: nn.Module, split: Split, batch_size: int = 512) -> float:
 
 def clean_metrics(model: nn.Module, split: Split, batch_size: int = 512) -> dict[str, float]:
     """Top-1 accuracy, ECE (15 bins) and NLL."""
-    logits, labels = predict(model, split, batch_size)
+    return scores(*predict(model, split, batch_size))
+
+
+def scores(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """Top-1 accuracy, ECE (15 bins) and NLL of logits already computed."""
     return {
         "acc": float((logits.argmax(1) == labels).float().mean()),
         "ece": expected_calibration_error(logits.softmax(1), labels),
         "nll": negative_log_likelihood(logits, labels),
+    }
+
+
+def fidelity(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> dict[str, float]:
+    """How closely the student matches its teacher on the same images, apart from accuracy
+    (Stanton et al. NeurIPS 2021, "Does knowledge distillation really work?"): top-1
+    agreement, and KL(teacher || student) of their softmax outputs, mean over images."""
+    log_teacher = teacher_logits.float().log_softmax(1)
+    log_student = student_logits.float().log_softmax(1)
+    kl = (log_teacher.exp() * (log_teacher - log_student)).sum(1).mean()
+    agreement = (student_logits.argmax(1) == teacher_logits.argmax(1)).float().mean()
+    return {"agreement": float(agreement), "kl": float(kl)}
+
+
+def per_class_accuracy(
+    logits: torch.Tensor, labels: torch.Tensor, classes: list[str]
+) -> dict[str, float]:
+    """Top-1 accuracy of each class that has test images, by class name."""
+    hits = logits.argmax(1) == labels
+    return {
+        name: float(hits[labels == index].float().mean())
+        for index, name in enumerate(classes)
+        if bool((labels == index).any())
     }
 
 

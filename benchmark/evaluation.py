@@ -24,13 +24,15 @@ from benchmark.cost import model_cost
 from benchmark.data.provider import Split, SplitProvider
 from benchmark.data.setting import Part, RunSplits
 from benchmark.data.tensors import normalize
-from benchmark.evaluate import accuracy, clean_metrics, predict
+from benchmark.evaluate import accuracy, fidelity, per_class_accuracy, predict, scores
 from benchmark.fastpath import FastPath
 from benchmark.provenance import device_description, provenance
 from benchmark.robustness import resolve_corruptions, robustness_summary
 from benchmark.specs import RunRecord, RunSpec
 from benchmark.teachers import EnsembleNetwork, Member
 
+# the clean metrics a selection rule's epoch has of its own (knowledge recovery is added)
+CLEAN_PREFIXES = ("target_", "source_", "heldout_", "teacher_agreement", "teacher_kl")
 Adapt = Callable[[nn.Module, Part], nn.Module]  # (student, scored part) -> adapted student
 
 
@@ -55,10 +57,14 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else math.nan
 
 
-def _named_means(per_item: dict[str, dict[str, float]], prefix: str) -> dict[str, float]:
+def _named_means(
+    per_item: dict[str, dict[str, float]],
+    prefix: str,
+    keys: tuple[str, ...] = ("acc", "ece", "nll"),
+) -> dict[str, float]:
     """{prefix_acc: mean, prefix_acc/item: value, ...} (per item only when there are several)."""
     out: dict[str, float] = {}
-    for key in ("acc", "ece", "nll"):
+    for key in keys:
         values = {name: m[key] for name, m in per_item.items() if key in m}
         if not values:
             continue
@@ -73,18 +79,34 @@ def _on(network: nn.Module, part: Part, adapt: Adapt | None) -> nn.Module:
     return network if adapt is None else adapt(network, part)
 
 
+@dataclass
+class CleanBlock:
+    """One network's clean numbers: metrics, accuracy per domain or task, and per scored item
+    the accuracy of each class."""
+
+    metrics: dict[str, float]
+    per_domain: dict[str, float]
+    per_class: dict[str, dict[str, float]]
+
+
 def clean_block(
     network: nn.Module,
     splits: RunSplits,
     evaluation: EvalSpec,
     batch_size: int,
     adapt: Adapt | None = None,
-) -> tuple[dict[str, float], dict[str, float]]:
-    """(clean metrics, accuracy per domain or task) of one network (with `adapt`: adapted to
-    each domain before it is scored there)."""
-    scored = {
-        p.name: clean_metrics(_on(network, p, adapt), p.split, batch_size)
-        for p in splits.scored_test()
+    teacher_logits: dict[str, torch.Tensor] | None = None,
+) -> CleanBlock:
+    """The clean numbers of one network (with `adapt`: adapted to each domain before it is
+    scored there); with the teachers' logits on each scored item, its fidelity to them
+    (`teacher_agreement`, `teacher_kl`)."""
+    predicted = {
+        p.name: predict(_on(network, p, adapt), p.split, batch_size) for p in splits.scored_test()
+    }
+    scored = {name: scores(logits, labels) for name, (logits, labels) in predicted.items()}
+    per_class = {
+        name: per_class_accuracy(logits, labels, splits.classes)
+        for name, (logits, labels) in predicted.items()
     }
     sources = {
         p.name: {"acc": accuracy(_on(network, p, adapt), p.split, batch_size)}
@@ -95,11 +117,16 @@ def clean_block(
         for p in splits.heldout_test(evaluation.heldout)
     }
     metrics = _named_means(scored, "target") | _named_means(sources, "source")
+    if teacher_logits:
+        faithful = {
+            name: fidelity(logits, teacher_logits[name]) for name, (logits, _) in predicted.items()
+        }
+        metrics |= _named_means(faithful, "teacher", ("agreement", "kl"))
     if heldout:
         metrics["heldout_mean_acc"] = _mean(list(heldout.values()))
     per_domain = {name: m["acc"] for name, m in scored.items()}
     per_domain |= {name: m["acc"] for name, m in sources.items()} | heldout
-    return metrics, per_domain
+    return CleanBlock(metrics, per_domain, per_class)
 
 
 def robustness_block(
@@ -196,8 +223,9 @@ def evaluate_run(
     the record's training block)."""
     started = time.perf_counter()
     splits = RunSplits(provider, spec)
-    metrics, per_domain = clean_block(network, splits, evaluation, batch_size, adapt)
     teacher_acc, rows = None, []  # no teachers: a model trained elsewhere (evaluate-model)
+    teacher_logits = None  # the ensemble's on each scored item, for the student's fidelity
+    own = None  # the teacher row's clean block, when computing the cache computed it
     if teachers:
         cache = {} if teacher_cache is None else teacher_cache
         cache_key = (
@@ -208,15 +236,25 @@ def evaluate_run(
         )
         if cache_key not in cache:
             if isinstance(network, EnsembleNetwork):  # the teacher row: it is the ensemble
-                ensemble_metrics = dict(metrics)
+                ensemble, own = network, clean_block(network, splits, evaluation, batch_size)
             else:
                 members = [t.member for t in teachers]
                 ensemble = EnsembleNetwork(members, len(splits.classes)).to(device).eval()
-                ensemble_metrics, _ = clean_block(ensemble, splits, evaluation, batch_size)
+            ensemble_metrics = (
+                own or clean_block(ensemble, splits, evaluation, batch_size)
+            ).metrics
+            logits = {
+                p.name: predict(ensemble, p.split, batch_size)[0] for p in splits.scored_test()
+            }
             rows = teacher_rows(teachers, splits, evaluation.teacher_floor, batch_size)
-            cache[cache_key] = (ensemble_metrics, rows)
-        teacher_metrics, rows = cache[cache_key]
+            cache[cache_key] = (ensemble_metrics, rows, logits)
+        teacher_metrics, rows, teacher_logits = cache[cache_key]
         teacher_acc = teacher_metrics["target_acc"]
+        if isinstance(network, EnsembleNetwork):  # the teacher row: no fidelity to itself
+            teacher_logits = None
+    block = own or clean_block(network, splits, evaluation, batch_size, adapt, teacher_logits)
+    metrics, per_domain = block.metrics, block.per_domain
+    if teachers:
         metrics["teacher_target_acc"] = teacher_acc
         metrics["knowledge_recovery"] = metrics["target_acc"] / max(teacher_acc, 1e-12)
     robustness, robust_metrics = robustness_block(
@@ -234,13 +272,12 @@ def evaluate_run(
     last = training["epochs"] if training else None
     for rule, epoch in selections.items():
         if epoch == last:
-            clean = {
-                k: v for k, v in metrics.items() if k.startswith(("target_", "source_", "heldout_"))
-            }
+            clean = {k: v for k, v in metrics.items() if k.startswith(CLEAN_PREFIXES)}
             clean.pop("teacher_target_acc", None)
         else:
             chosen = _copy_with(network, states[epoch])
-            clean, _ = clean_block(chosen, splits, evaluation, batch_size, adapt)
+            clean = clean_block(chosen, splits, evaluation, batch_size, adapt, teacher_logits)
+            clean = clean.metrics
         if teacher_acc is not None:
             clean["knowledge_recovery"] = clean["target_acc"] / max(teacher_acc, 1e-12)
         selected[rule] = {"epoch": float(epoch), **clean}
@@ -268,6 +305,7 @@ def evaluate_run(
         },
         robustness=robustness,
         per_domain=per_domain,
+        per_class=block.per_class,
         training={**record_training, "evaluation_wall_time_s": evaluation_seconds},
         notes=(training or {}).get("notes", {}),
         wall_time_s=metrics.get("train_wall_time_s", 0.0) + evaluation_seconds,

@@ -109,6 +109,26 @@ _metrics = [
         "student target accuracy / teacher target accuracy (%)",
     ),
     Metric(
+        "teacher_agreement",
+        "agreement",
+        "%",
+        100,
+        None,
+        True,
+        "top-1 agreement of the student with its teachers' ensemble on the target (%; "
+        "fidelity, Stanton et al. 2021)",
+    ),
+    Metric(
+        "teacher_kl",
+        "KL(T||S)",
+        "nats",
+        1,
+        None,
+        True,
+        "KL(teacher || student) of their softmax outputs on the target, mean over images "
+        "(fidelity, Stanton et al. 2021)",
+    ),
+    Metric(
         "mca",
         "mCA",
         "%",

@@ -151,7 +151,8 @@ class RunRecord(BaseModel):
 
     `metrics`: the last epoch's model, every metric; `selected`: per model-selection rule, the
     clean metrics of the epoch that rule chose from `curves` (absent where it chose none);
-    `saw`: what training used (domains, images, teachers); `training`: how training went;
+    `saw`: what training used (domains, images, teachers); `per_class`: per scored item
+    (target or task), the last epoch's accuracy on each class; `training`: how training went;
     `external`: for a checkpoint trained outside the suite (`xdkd evaluate-model`), its weights
     file, their sha256 and backbone (None, and not written, for the suite's own runs)."""
 
@@ -169,6 +170,7 @@ class RunRecord(BaseModel):
     selected: dict[str, dict[str, float]] = Field(default_factory=dict)
     robustness: dict[str, Any] = Field(default_factory=dict)
     per_domain: dict[str, float]
+    per_class: dict[str, dict[str, float]] = Field(default_factory=dict)
     training: dict[str, Any] = Field(default_factory=dict)
     notes: dict[str, str] = Field(default_factory=dict)
     wall_time_s: float
