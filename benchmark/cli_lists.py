@@ -74,6 +74,7 @@ def cmd_protocols(args: argparse.Namespace) -> int:
         print(
             f"    sources: {protocol.sources}; targets: {protocol.targets}; "
             f"target data: {target}; teachers: {teachers}"
+            + ("" if protocol.real_images else "; real images: none (the teacher only)")
         )
         for key, parameter in protocol.all_parameters().items():
             default = "required" if parameter.default is None else f"default {parameter.default}"

@@ -52,3 +52,40 @@ def test_digit_cnns_are_timm_models_with_the_feature_interface():
 def test_backbone_kwargs_it_does_not_take_give_one_line():
     with pytest.raises(XdkdError, match="backbone 'lenet' rejected its kwargs \\['depth'\\]"):
         create_backbone(BackboneSpec(name="lenet", kwargs={"depth": 3}), 10)
+
+
+ISSUE_14_METHODS = {
+    "ssl_rotation": "self-supervised",
+    "sskd": "self-supervised",
+    "adda_kd": "generative-adversarial",
+    "dafl": "generative-adversarial",
+    "zskt": "generative-adversarial",
+    "meta_dmoe": "meta-learning",
+    "ft": "feature",
+    "ab": "feature",
+    "nst": "feature",
+    "cc": "feature",
+    "reviewkd": "feature",
+    "mlkd": "logit",
+}
+
+
+def test_the_listings_name_each_transfer_family_with_needs_and_paper(capsys):
+    from benchmark.cli import main
+    from benchmark.methods.base import FAMILIES
+
+    assert main(["methods"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    for name, family in ISSUE_14_METHODS.items():
+        start = next(i for i, line in enumerate(lines) if line.startswith(f"{name} "))
+        assert lines[start].split()[:2] == [name, family] and family in FAMILIES
+        assert "needs: " in lines[start] and lines[start + 2].strip()  # the paper line
+    assert "no real image: makes its own (data_free)" in _line(lines, "dafl")
+    assert "adapts at test time" in _line(lines, "meta_dmoe")
+    assert main(["protocols"]) == 0
+    protocols = capsys.readouterr().out
+    assert "real images: none (the teacher only)" in protocols.split("data_free:")[1]
+
+
+def _line(lines: list[str], name: str) -> str:
+    return next(line for line in lines if line.startswith(f"{name} "))
