@@ -198,12 +198,20 @@ def test_ctrl_c_ends_a_sweep_with_one_line_and_no_traceback(copy, tmp_path):
     command = [sys.executable, "-m", "benchmark.cli", "run", str(suite), "--no-progress"]
     command += ["--out", str(store.root), "--results", str(tmp_path / "results")]
     command += ["--set", "methods=[dkd]", "--set", "student_recipe.epochs=30"]
-    driver = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    driver = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # a shell's background job starts with SIGINT ignored, and Python then installs no
+        # handler: the driver gets Ctrl-C's default, as a terminal gives it, however pytest ran
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 120
     while not list(store.root.glob("runs/*/running.json")) and time.monotonic() < deadline:
         time.sleep(0.1)
     driver.send_signal(signal.SIGINT)
-    out, err = driver.communicate(timeout=180)
+    out, err = driver.communicate(timeout=60)
     assert driver.returncode == 130, (out, err)
     assert "Traceback" not in out + err and "KeyboardInterrupt" not in out + err
     assert "xdkd: interrupted; finished records are kept, rerun to resume" in err
