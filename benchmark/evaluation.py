@@ -82,11 +82,12 @@ def _on(network: nn.Module, part: Part, adapt: Adapt | None) -> nn.Module:
 @dataclass
 class CleanBlock:
     """One network's clean numbers: metrics, accuracy per domain or task, and per scored item
-    the accuracy of each class."""
+    the accuracy of each class and the logits."""
 
     metrics: dict[str, float]
     per_domain: dict[str, float]
     per_class: dict[str, dict[str, float]]
+    logits: dict[str, torch.Tensor]
 
 
 def clean_block(
@@ -126,7 +127,8 @@ def clean_block(
         metrics["heldout_mean_acc"] = _mean(list(heldout.values()))
     per_domain = {name: m["acc"] for name, m in scored.items()}
     per_domain |= {name: m["acc"] for name, m in sources.items()} | heldout
-    return CleanBlock(metrics, per_domain, per_class)
+    logits = {name: logits for name, (logits, _) in predicted.items()}
+    return CleanBlock(metrics, per_domain, per_class, logits)
 
 
 def robustness_block(
@@ -240,12 +242,8 @@ def evaluate_run(
             else:
                 members = [t.member for t in teachers]
                 ensemble = EnsembleNetwork(members, len(splits.classes)).to(device).eval()
-            ensemble_metrics = (
-                own or clean_block(ensemble, splits, evaluation, batch_size)
-            ).metrics
-            logits = {
-                p.name: predict(ensemble, p.split, batch_size)[0] for p in splits.scored_test()
-            }
+            ensemble_block = own or clean_block(ensemble, splits, evaluation, batch_size)
+            ensemble_metrics, logits = ensemble_block.metrics, ensemble_block.logits
             rows = teacher_rows(teachers, splits, evaluation.teacher_floor, batch_size)
             cache[cache_key] = (ensemble_metrics, rows, logits)
         teacher_metrics, rows, teacher_logits = cache[cache_key]
