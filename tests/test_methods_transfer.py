@@ -276,6 +276,19 @@ def test_the_generator_makes_the_synthetic_shape_in_the_chosen_output() -> None:
         ImageGenerator(100, (3, 30, 32))
 
 
+def test_the_generator_width_sets_its_channels_and_the_images_keep_their_shape() -> None:
+    latent = synthetic_batch(3).synthetic.latent(100)
+    method, _, _ = build_data_free("dafl")
+    narrow, _, _ = build_data_free("dafl", generator_width=16)
+    assert method.generator.block1[0].out_channels == 128  # both papers' width by default
+    assert narrow.generator.block1[0].out_channels == 16
+    assert narrow.generator.block2[0].out_channels == 8
+    with torch.no_grad():
+        assert narrow.generator(latent).shape == method.generator(latent).shape
+    with pytest.raises(XdkdError, match="generator_width must be 2 or more"):
+        ImageGenerator(100, (3, 32, 32), width=1)
+
+
 def cycle_kind(terms: dict[str, torch.Tensor]) -> str:
     idle = [name for name, value in terms.items() if value.requires_grad is False]
     return "generator" if set(idle) == {"kl", "at"} else "student"

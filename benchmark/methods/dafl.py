@@ -91,6 +91,7 @@ class DAFL(Method):
         "entropy_weight": 5.0,
         "temperature": 1.0,
         "generator_output": "tanh",
+        "generator_width": 128,
     }
 
     def setup(self, student: nn.Module, teacher: Teachers | None, batch: Batch) -> None:
@@ -100,6 +101,7 @@ class DAFL(Method):
             synthetic.shape,
             self.params["generator_output"],
             DAFL_BATCHNORM_EPS,
+            self.params["generator_width"],
         ).to(synthetic.generator.device)
 
     def losses(

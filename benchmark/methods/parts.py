@@ -159,7 +159,9 @@ class ImageGenerator(nn.Module):
     DAFL's code) or "batchnorm" (no tanh, the standardising BatchNorm only: ZSKT's code).
     `batchnorm_eps`: the eps of the two BatchNorms after the convolutions (DAFL's code passes
     0.8 there, `nn.BatchNorm2d(128, 0.8)`, the second positional argument being eps; ZSKT's
-    keeps the default 1e-5); the first BatchNorm and the output one keep PyTorch's default."""
+    keeps the default 1e-5); the first BatchNorm and the output one keep PyTorch's default.
+    `width`: the channels of the first map and the first convolution (both papers' 128), the
+    second convolution half of them; a smaller generator is cheaper, not either paper's."""
 
     def __init__(
         self,
@@ -167,31 +169,35 @@ class ImageGenerator(nn.Module):
         shape: tuple[int, int, int],
         output: str = "tanh",
         batchnorm_eps: float = 1e-5,
+        width: int = 128,
     ) -> None:
         super().__init__()
-        channels, height, width = shape
-        if height % 4 or width % 4:
+        channels, height, side = shape
+        if height % 4 or side % 4:
             raise XdkdError(
                 f"the data-free generator makes images whose sides are multiples of 4 (it "
-                f"upsamples a (H/4, W/4) map twice); {height}x{width} is not"
+                f"upsamples a (H/4, W/4) map twice); {height}x{side} is not"
             )
         if output not in GENERATOR_OUTPUTS:
             raise XdkdError(
                 f"unknown generator output '{output}'; choose one of {', '.join(GENERATOR_OUTPUTS)}"
             )
-        self.first_size = (height // 4, width // 4)
-        self.project = nn.Linear(latent_dim, 128 * height // 4 * width // 4)
-        self.first_norm = nn.BatchNorm2d(128)
+        if width < 2:
+            raise XdkdError(f"generator_width must be 2 or more (128 in both papers), got {width}")
+        self.first_size = (height // 4, side // 4)
+        self.width = width
+        self.project = nn.Linear(latent_dim, width * height // 4 * side // 4)
+        self.first_norm = nn.BatchNorm2d(width)
         self.block1 = nn.Sequential(
-            nn.Conv2d(128, 128, 3, stride=1, padding=1),
-            nn.BatchNorm2d(128, eps=batchnorm_eps),
+            nn.Conv2d(width, width, 3, stride=1, padding=1),
+            nn.BatchNorm2d(width, eps=batchnorm_eps),
             nn.LeakyReLU(0.2, inplace=True),
         )
         self.block2 = nn.Sequential(
-            nn.Conv2d(128, 64, 3, stride=1, padding=1),
-            nn.BatchNorm2d(64, eps=batchnorm_eps),
+            nn.Conv2d(width, width // 2, 3, stride=1, padding=1),
+            nn.BatchNorm2d(width // 2, eps=batchnorm_eps),
             nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(64, channels, 3, stride=1, padding=1),
+            nn.Conv2d(width // 2, channels, 3, stride=1, padding=1),
         )
         self.squash = nn.Tanh() if output.startswith("tanh") else nn.Identity()
         self.standardise = (
@@ -201,7 +207,7 @@ class ImageGenerator(nn.Module):
         )
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
-        maps = self.project(latent).view(len(latent), 128, *self.first_size)
+        maps = self.project(latent).view(len(latent), self.width, *self.first_size)
         maps = F.interpolate(self.first_norm(maps), scale_factor=2)
         maps = F.interpolate(self.block1(maps), scale_factor=2)
         return self.standardise(self.squash(self.block2(maps)))

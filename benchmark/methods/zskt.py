@@ -100,6 +100,7 @@ class ZSKT(Method):
         "generator_steps": 1,
         "student_steps": 10,
         "generator_output": "tanh",
+        "generator_width": 128,
     }
 
     def __init__(self, name: str, label_smoothing: float = 0.0, **params) -> None:
@@ -110,7 +111,10 @@ class ZSKT(Method):
         synthetic = synthetic_of(batch, self.name)
         device = synthetic.generator.device
         self.generator = ImageGenerator(
-            self.params["latent_dim"], synthetic.shape, self.params["generator_output"]
+            self.params["latent_dim"],
+            synthetic.shape,
+            self.params["generator_output"],
+            width=self.params["generator_width"],
         ).to(device)
         probe = synthetic_probe(synthetic)
         self.pairs = spatial_pairs(student, teacher, probe, "zskt", "attention map")
