@@ -19,8 +19,11 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/xdkd run
 
+# pytest-xdist: one worker a core (TEST_WORKERS=0 runs the tests in this process)
+TEST_WORKERS ?= auto
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal
 
 # The `ci` suite trained from scratch and checked against its committed reference (CI runs it
 # after `make test`; it trains for minutes, so it is not one of the tests).

@@ -3,6 +3,7 @@ one finished tiny sweep that every test reading real records shares (copy it to 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,13 +11,23 @@ import pytest
 import torch
 import yaml
 
-torch.set_num_threads(2)
+# `make test` runs pytest-xdist's workers, one a core: each takes one thread then
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+torch.set_num_threads(max(1, 2 // WORKERS))
+
+
+def session_directory(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The test session's temporary directory, the one all xdist workers of it share."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if "PYTEST_XDIST_WORKER" in os.environ else base
 
 
 @pytest.fixture(scope="session", autouse=True)
 def domain_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Every test builds domains into the same session cache, never the user's."""
-    root = tmp_path_factory.mktemp("xdkd-cache")
+    """Every test builds domains into the same session cache, never the user's; the workers
+    of one xdist session share it (a build holds a file lock, so each domain is built once)."""
+    root = session_directory(tmp_path_factory) / "xdkd-cache"
+    root.mkdir(exist_ok=True)
     patch = pytest.MonkeyPatch()
     patch.setenv("XDKD_CACHE", str(root))
     yield root
@@ -78,12 +89,16 @@ def tiny_suite_module(tmp_path_factory: pytest.TempPathFactory):
 def tiny_sweep(tmp_path_factory: pytest.TempPathFactory, domain_cache: Path) -> Path:
     """A finished sweep of the tiny suite (teacher, source_only, kd): `runs/`, `results/`
     and the suite file `tiny.yaml` under the returned directory. Read it; copy it to change
-    it."""
+    it. The first xdist worker to need it runs it; the others wait on its lock, then read."""
     from benchmark.cli import main
+    from benchmark.locks import file_lock
 
-    directory = tmp_path_factory.mktemp("tiny-sweep")
-    suite = suite_writer(directory)()
-    argv = ["run", str(suite), "--out", str(directory / "runs")]
-    argv += ["--results", str(directory / "results"), "--workers", "0", "--no-progress"]
-    assert main([*argv, "--device", "cpu"]) == 0
+    directory = session_directory(tmp_path_factory) / "tiny-sweep"
+    with file_lock(directory.with_suffix(".lock")):
+        if not (directory / "results" / "leaderboard.md").is_file():
+            directory.mkdir(exist_ok=True)
+            suite = suite_writer(directory)()
+            argv = ["run", str(suite), "--out", str(directory / "runs")]
+            argv += ["--results", str(directory / "results"), "--workers", "0", "--no-progress"]
+            assert main([*argv, "--device", "cpu"]) == 0
     return directory

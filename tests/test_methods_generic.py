@@ -11,7 +11,8 @@ only. Each case mirrors `train.fit`: `setup` on a probe batch, one optimizer ove
 method parameters, three steps; every loss term must be finite, the student must get
 gradients, and the teachers must stay in eval mode, gradient-free and unchanged. ViT cases
 have "vit" in their ids (`-k "not vit"` leaves them out); they use `vit_tiny_patch16_224` cut
-to 6 blocks (of 12) to stay fast, still with more stages than its teacher, as the full one has.
+to 6 blocks (of 12) and 8-pixel patches (a 4x4 token grid) to stay fast, still with more stages
+than its teacher, as the full one has.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ NUM_CLASSES = 10
 IMAGE_SIZE = 32
 BATCH_SIZE = 8
 STEPS = 3
-VIT_KWARGS = {"img_size": IMAGE_SIZE, "patch_size": 4, "depth": 6}
+VIT_KWARGS = {"img_size": IMAGE_SIZE, "patch_size": 8, "depth": 6}
 BACKBONES = {
     "lenet": BackboneSpec(name="lenet"),
     "dtn": BackboneSpec(name="dtn"),
