@@ -100,8 +100,8 @@ class DAFL(Method):
             self.params["latent_dim"],
             synthetic.shape,
             self.params["generator_output"],
-            DAFL_BATCHNORM_EPS,
-            self.params["generator_width"],
+            batchnorm_eps=DAFL_BATCHNORM_EPS,
+            width=self.params["generator_width"],
         ).to(synthetic.generator.device)
 
     def losses(
