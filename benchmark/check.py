@@ -3,8 +3,11 @@
 A cell is (pair, teacher, student, method, protocol); its seeds are its repeats. A change is
 signed so that worse is negative (lower ECE/NLL is better) and measured in points (percentage
 points for accuracies and ECE). A cell regresses when its change is below
--max(abs_tol, z * SE), SE paired over seeds when both sides ran the same seeds, else from the
-two groups; the suite drifts when a metric's mean change over all cells is below -drift.
+-max(abs_tol, machine noise, z * SE), SE paired over seeds when both sides ran the same seeds,
+else from the two groups; the suite drifts when a metric's mean change over all cells is below
+-max(drift, machine noise). The machine noise is how far a cell's mean may move on another
+machine with the same spec and seeds (other kernels sum in another order), in points, stated in
+the baseline when it was written (`--machine-noise`); paired seeds do not cancel it.
 
 Exit codes: 0 fine; 1 a regression, a failed run or drift; 3 (unless --allow-missing) cells
 missing or incomparable; 2 bad usage (raised as XdkdError). A regression outranks a missing
@@ -29,7 +32,17 @@ from benchmark.tidy import CELL, cell_of, load_runs, records_table
 FORMAT = "xdkd-baseline/2"
 DEFAULT_METRICS = ("target_acc", "heldout_mean_acc", "mca")
 STORED_SKIP = ("seed", "teacher_floor", "selected_epoch")
-NUMBERS = ("baseline", "current", "change", "se", "threshold", "paired", "n_base", "n_new")
+NUMBERS = (
+    "baseline",
+    "spread",
+    "current",
+    "change",
+    "se",
+    "threshold",
+    "paired",
+    "n_base",
+    "n_new",
+)
 COMPARED = ("pass", "improved", "regressed")
 ALL = "(all)"  # the metric of a whole-cell outcome: failed, missing, new, incomparable
 OUTCOMES = ("regressed", "failed", "missing", "incomparable", "new", "improved", "pass")
@@ -45,12 +58,14 @@ class Settings:
     drift: float = 0.25
     allow_missing: bool = False
     selection: str | None = None  # None: the baseline's
+    machine_noise: float | None = None  # points; None: the baseline's (0 if it states none)
 
     def describe(self) -> str:
         def values(mapping: dict[str, float]) -> str:
             return ", ".join(f"{v:g}" if k == "*" else f"{k}={v:g}" for k, v in mapping.items())
 
-        return f"abs_tol {values(self.abs_tol)}; z {values(self.z)}"
+        noise = f"; machine noise {self.machine_noise:g}" if self.machine_noise else ""
+        return f"abs_tol {values(self.abs_tol)}; z {values(self.z)}{noise}"
 
     def tolerance(self, metric: str) -> tuple[float, float]:
         return self.abs_tol.get(metric, self.abs_tol["*"]), self.z.get(metric, self.z["*"])
@@ -69,8 +84,11 @@ def scale(name: str) -> float:
 # --- the baseline file -------------------------------------------------------------------
 
 
-def baseline_from_runs(runs_dir: Path, selection: str, command: str) -> dict[str, Any]:
-    """Per cell: its configuration hash and, per seed, the run's spec hash and every metric."""
+def baseline_from_runs(
+    runs_dir: Path, selection: str, command: str, machine_noise: float = 0.0
+) -> dict[str, Any]:
+    """Per cell: its configuration hash and, per seed, the run's spec hash and every metric;
+    the machine noise (points) every check against it allows."""
     records, _ = load_runs(runs_dir)
     table = records_table(records, selection)
     for name in DEFAULT_METRICS[:1]:
@@ -98,15 +116,18 @@ def baseline_from_runs(runs_dir: Path, selection: str, command: str) -> dict[str
     return {
         "format": FORMAT,
         "selection": selection,
+        "machine_noise": machine_noise,
         "made_by": command,
         "code": sorted(set(table["code"]) - {""}),
         "cells": cells,
     }
 
 
-def write_baseline(path: Path, runs_dir: Path, selection: str, command: str) -> int:
+def write_baseline(
+    path: Path, runs_dir: Path, selection: str, command: str, machine_noise: float = 0.0
+) -> int:
     """Write the baseline file; return its number of cells."""
-    baseline = baseline_from_runs(runs_dir, selection, command)
+    baseline = baseline_from_runs(runs_dir, selection, command, machine_noise)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(baseline, indent=1, ensure_ascii=False) + "\n")
     return len(baseline["cells"])
@@ -154,13 +175,15 @@ def _metric_row(
     """Outcome and numbers of one metric of a cell present on both sides."""
     change, se, paired = change_and_se(base, new)
     abs_tol, z = settings.tolerance(metric)
-    threshold = max(abs_tol, z * se)
+    threshold = max(abs_tol, settings.machine_noise or 0.0, z * se)
     outcome = "pass"
     if abs(change) > threshold:
         outcome = "improved" if change > 0 else "regressed"
+    values = np.array(list(base.values()))
     return {
         "outcome": outcome,
-        "baseline": sign(metric) * float(np.mean(list(base.values()))),
+        "baseline": sign(metric) * float(values.mean()),
+        "spread": float(values.std(ddof=1)) if len(values) > 1 else float("nan"),
         "current": sign(metric) * float(np.mean(list(new.values()))),
         "change": change,
         "se": se,
@@ -250,6 +273,8 @@ class Result:
 def run_check(runs_dir: Path, baseline_path: Path, settings: Settings) -> Result:
     """Compare the runs under `runs_dir` with the baseline file."""
     baseline = read_baseline(baseline_path)
+    if settings.machine_noise is None:
+        settings.machine_noise = float(baseline.get("machine_noise", 0.0))
     selection = settings.selection or baseline["selection"]
     records, errors = load_runs(runs_dir)
     table = records_table(records, selection) if records else pd.DataFrame()
@@ -269,7 +294,7 @@ def run_check(runs_dir: Path, baseline_path: Path, settings: Settings) -> Result
             f"the baseline was made with --selection {baseline['selection']}, not {selection}"
         )
     rows = compare(baseline, table, errors, settings)
-    drifts = drift(rows, settings.drift)
+    drifts = drift(rows, max(settings.drift, settings.machine_noise))
     code = exit_code(rows, drifts, settings.allow_missing)
     summary = markdown_summary(rows, drifts, code, baseline_path, runs_dir, settings)
     return Result(rows, drifts, code, summary)
@@ -293,8 +318,10 @@ def markdown_summary(
         f"{rows[CELL].drop_duplicates().shape[0]} cells, metrics {', '.join(settings.metrics)}. "
         "One row per cell and metric (failed, missing, new, incomparable: one per cell). "
         "A change is signed so worse is negative, in points; a cell regresses below "
-        f"-max(abs_tol, z·SE) ({settings.describe()}); the suite drifts "
-        f"when a metric's mean change is below -{settings.drift}.",
+        "-max(abs_tol, machine noise, z·SE) "
+        f"({settings.describe()}); the suite drifts when a metric's mean change is below "
+        f"-{max(settings.drift, settings.machine_noise or 0.0):g}. `baseline` is the reference "
+        "mean over its seeds, `spread` their standard deviation (points), `current` the new mean.",
         counts.rename("rows").to_frame().T.to_markdown(index=False),
     ]
     if len(drifts):

@@ -67,8 +67,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     baseline, runs_dir = Path(args.baseline), Path(args.runs_dir)
     if args.update_baseline:
-        cells = write_baseline(baseline, runs_dir, args.selection or DEFAULT_RULE, _command_line())
-        print(f"wrote baseline {baseline}: {cells} cells from {runs_dir}")
+        rule = args.selection or DEFAULT_RULE
+        noise = magnitude(args.machine_noise or "0", "--machine-noise")
+        cells = write_baseline(baseline, runs_dir, rule, _command_line(), noise)
+        print(f"wrote baseline {baseline}: {cells} cells from {runs_dir}, machine noise {noise:g}")
         return 0
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else []
     settings = Settings(
@@ -78,6 +80,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         drift=magnitude(args.drift, "--drift"),
         allow_missing=args.allow_missing,
         selection=args.selection,
+        machine_noise=magnitude(args.machine_noise, "--machine-noise")
+        if args.machine_noise
+        else None,
     )
     result = run_check(runs_dir, baseline, settings)
     print(result.summary)
@@ -140,6 +145,13 @@ def add_report_commands(commands: argparse._SubParsersAction) -> None:
         help="standard errors a change must exceed (default 2); repeatable per metric",
     )
     check.add_argument("--drift", default="0.25", help="suite mean change bound, points (0.25)")
+    check.add_argument(
+        "--machine-noise",
+        metavar="POINTS",
+        help="how far a cell's mean may move on another machine, same spec and seeds; no "
+        "regression or drift is smaller (with --update-baseline: stored in the baseline; "
+        "default: the baseline's)",
+    )
     check.add_argument("--allow-missing", action="store_true", help="missing cells exit 0")
     check.add_argument("--selection", choices=list(RULES), help="default: the baseline's")
     check.add_argument("--json", help="write the full comparison to this JSON file")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 from pathlib import Path
 
 import pytest
@@ -78,6 +79,8 @@ def test_a_two_point_drop_regresses_and_exits_1(tmp_path: Path, baseline: Path) 
     kd = next(c for c in result["cells"] if c["method"] == "kd" and c["metric"] == "target_acc")
     assert kd["change"] == pytest.approx(-2.0) and kd["paired"] is True
     assert kd["se"] == pytest.approx(0.0, abs=1e-9) and kd["threshold"] == 0.5
+    assert kd["baseline"] == pytest.approx(72.0) and kd["current"] == pytest.approx(70.0)
+    assert kd["spread"] == pytest.approx(2.0)  # the reference's seed SD: 70, 72, 74
 
 
 def test_small_changes_pass_and_large_gains_improve(tmp_path: Path, baseline: Path) -> None:
@@ -146,6 +149,42 @@ def test_a_changed_spec_is_incomparable(tmp_path: Path, baseline: Path) -> None:
     code, result = check(tmp_path, baseline)
     assert code == 3 and outcomes(result) == {"kd": "incomparable", "dkd": "pass"}
     assert check(tmp_path, baseline, "--allow-missing")[0] == 0
+
+
+MACHINE_NOISE = 4.0  # points: one run's move between two 2-core machines of one kind (issue 15)
+THREE = {"teacher": [0.40, 0.44, 0.41], "source_only": [0.43, 0.49, 0.39], "kd": [0.46, 0.37, 0.43]}
+
+
+def judged(runs: Path, baseline: Path) -> tuple[int, dict]:
+    out = runs / "result.json"
+    code = xdkd("check", str(runs), "--baseline", str(baseline), "--json", str(out))
+    return code, json.loads(out.read_text())
+
+
+def test_a_ten_point_drop_is_caught_through_cross_machine_noise(tmp_path: Path) -> None:
+    """Every run moved by up to 4 points, unpaired (another machine), and kd by 10 more: kd
+    regresses and nothing else does; without the baseline's machine noise the same moves
+    alone raise false alarms."""
+    write_runs(tmp_path / "base", THREE)
+    allowing, plain = tmp_path / "allowing.json", tmp_path / "plain.json"
+    made = ["check", str(tmp_path / "base"), "--update-baseline", "--baseline"]
+    assert xdkd(*made, str(allowing), "--machine-noise", str(MACHINE_NOISE)) == 0
+    assert xdkd(*made, str(plain)) == 0
+    assert json.loads(allowing.read_text())["machine_noise"] == MACHINE_NOISE
+    false_alarms = 0
+    for draw in range(12):
+        rng = random.Random(draw)
+        bound = MACHINE_NOISE - 1e-6  # the bound itself would be a tie, decided by rounding
+        moved = {m: [a + rng.uniform(-bound, bound) / 100 for a in v] for m, v in THREE.items()}
+        write_runs(tmp_path / f"moved{draw}", moved)
+        dropped = {**moved, "kd": [a - 0.10 for a in moved["kd"]]}
+        write_runs(tmp_path / f"dropped{draw}", dropped)
+        code, result = judged(tmp_path / f"dropped{draw}", allowing)
+        assert code == 1, result
+        assert outcomes(result) == {"teacher": "pass", "source_only": "pass", "kd": "regressed"}
+        assert judged(tmp_path / f"moved{draw}", allowing)[0] == 0
+        false_alarms += judged(tmp_path / f"moved{draw}", plain)[0] != 0
+    assert false_alarms > 0
 
 
 def test_unpaired_seeds_use_the_two_group_standard_error() -> None:
