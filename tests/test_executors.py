@@ -17,6 +17,7 @@ import torch
 
 from benchmark.cli import main
 from benchmark.executors import plan as plan_module
+from benchmark.executors.local import worker_setups
 from benchmark.executors.plan import Scheduler
 from benchmark.executors.tasks import Result, Task, execute
 from benchmark.expansion import expand
@@ -47,6 +48,20 @@ def test_scheduler_hands_out_teachers_first_then_runs_by_teacher_affinity():
     scheduler.requeue(r1)  # its worker died: back to the front
     assert scheduler.next(("t2",)) is r1
     assert scheduler.queued == 1 and not scheduler.finished
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity on this OS")
+def test_cpu_threads_are_shared_out_over_the_cores_this_process_may_use():
+    """Under taskset or a Slurm cpuset the node's core count is not what the job may use."""
+    cores = sorted(os.sched_getaffinity(0))
+    try:
+        os.sched_setaffinity(0, cores[:1])
+        assert [s.threads for s in worker_setups(torch.device("cpu"), 2, 1)] == [1, 1]
+        assert worker_setups(torch.device("cpu"), None, 1)[0].threads == 1
+    finally:
+        os.sched_setaffinity(0, cores)
+    whole = worker_setups(torch.device("cpu"), 1, 1)[0].threads
+    assert whole == len(cores)
 
 
 def test_a_run_claimed_elsewhere_comes_back_until_it_is_recorded(monkeypatch):
@@ -111,6 +126,7 @@ def check_one_valid_record_per_spec(suite: Path, out: Path) -> list[RunRecord]:
     return records
 
 
+@pytest.mark.long
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads worker pids from /proc")
 def test_sigkill_of_driver_and_workers_at_random_moments_loses_and_repeats_nothing(
     tiny_suite, tmp_path
@@ -146,6 +162,7 @@ def test_sigkill_of_driver_and_workers_at_random_moments_loses_and_repeats_nothi
     assert main(["status", str(out)]) == 0
 
 
+@pytest.mark.long
 def test_two_drivers_on_one_directory_share_the_work(tiny_suite, tmp_path):
     suite = tiny_suite(methods=["teacher", "source_only"], **SMALL)
     out = tmp_path / "runs"
@@ -179,6 +196,7 @@ def test_status_reports_done_failed_running_and_queued(tiny_suite, tmp_path, cap
     assert "is not a runs directory" in capsys.readouterr().err
 
 
+@pytest.mark.long
 def test_slurm_backend_runs_the_sweep_through_submitits_debug_executor(tiny_suite, tmp_path):
     suite = tiny_suite(methods=["teacher", "source_only"], **SMALL)
     out = tmp_path / "runs"

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 from benchmark.errors import XdkdError
+from benchmark.machine import usable_cpus
 
 BAD_IMAGE_POLICIES = ("skip", "stop")
 
@@ -48,4 +49,4 @@ def data_workers() -> int:
     none inside a daemonic process, which may not start processes."""
     if multiprocessing.current_process().daemon:
         return 0
-    return int(_number("XDKD_DATA_WORKERS", min(4, os.cpu_count() or 1)))
+    return int(_number("XDKD_DATA_WORKERS", min(4, usable_cpus())))

@@ -31,6 +31,7 @@ from benchmark.executors.plan import Scheduler, SweepPlan, SweepProgress, SweepS
 from benchmark.executors.tasks import Result, Task, execute
 from benchmark.failures import describe_exit, oom_kills
 from benchmark.harness import Harness
+from benchmark.machine import usable_cpus
 from benchmark.specs import RunSpec, TeacherSpec
 from benchmark.store import RunStore
 
@@ -59,7 +60,7 @@ def worker_setups(
     else:
         gpus_used = list(range(gpus))
     count = workers if workers is not None else max(1, len(gpus_used) * jobs_per_gpu)
-    threads = max(1, (os.cpu_count() or 1) // max(count, 1))
+    threads = max(1, usable_cpus() // max(count, 1))
     if not gpus_used:
         return [WorkerSetup("cpu", None, threads) for _ in range(count)]
     return [WorkerSetup("cuda:0", gpus_used[i % len(gpus_used)], threads) for i in range(count)]

@@ -11,10 +11,9 @@ CPU cores (each worker needs one to feed its GPU work) and by `MAX_JOBS_PER_GPU`
 
 from __future__ import annotations
 
-import os
-
 import torch
 
+from benchmark.machine import usable_cpus
 from benchmark.specs import RunSpec
 
 CUDA_CONTEXT_BYTES = 600 * 2**20  # a process's CUDA context and cuDNN/cuBLAS workspaces
@@ -65,7 +64,7 @@ def auto_jobs_per_gpu(specs: list[RunSpec], device: torch.device) -> tuple[int, 
     spec, run_bytes = distinct[key], measured[key]
     gpu_bytes = torch.cuda.get_device_properties(device).total_memory
     gpus = torch.cuda.device_count() if device.index is None else 1
-    jobs = jobs_for_memory(gpu_bytes, run_bytes, os.cpu_count() or 1, gpus)
+    jobs = jobs_for_memory(gpu_bytes, run_bytes, usable_cpus(), gpus)
     return jobs, (
         f"{jobs} per GPU: a {spec.teacher.name} training step at {spec.image_size} px "
         f"peaks at {run_bytes / 2**20:.0f} MB of "
