@@ -29,9 +29,25 @@ def resolve_device(name: str) -> torch.device:
 
 
 def device_description(device: torch.device) -> str:
+    """The device as records state it. On CPU with the processor model and the instruction
+    set PyTorch's kernels use (AVX2, AVX512, ...): the same spec and seed give other numbers
+    on another kind of CPU, since other kernels sum in another order."""
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({torch.get_num_threads()} threads, {platform.processor() or platform.machine()})"
+    kernels = torch.backends.cpu.get_cpu_capability()
+    return f"cpu ({torch.get_num_threads()} threads, {cpu_model()}, {kernels} kernels)"
+
+
+@functools.cache
+def cpu_model() -> str:
+    """The processor's model name (Linux: /proc/cpuinfo), else its architecture."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 @functools.cache

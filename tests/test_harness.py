@@ -39,13 +39,13 @@ def test_a_sweep_writes_records_then_a_rerun_skips_them(tiny_sweep):
     assert set(record["metrics"]) >= {"target_acc", "source_acc", "heldout_mean_acc"}
     assert set(record["per_domain"]) == {"mnist", "mnistm", "optdigits", "syndigits"}
     assert record["teachers"][0]["source_accuracy"] > 0.5
+    kernels = torch.backends.cpu.get_cpu_capability()  # another ISA sums in another order
+    assert record["device"].startswith("cpu (") and record["device"].endswith(f"{kernels} kernels)")
     robustness = record["robustness"]["items"]["mnist"]
     assert robustness["images"] == 200 and len(robustness["cells"]) == 5 + 5 + 1
     assert set(robustness["per_group"]) == {"noise", "digital", "shape"}
-    assert (
-        record["metrics"]["mca"]
-        == sum(v for k, v in robustness["cells"].items() if not k.startswith("rotate")) / 10
-    )
+    appearance = [v for k, v in robustness["cells"].items() if not k.startswith("rotate")]
+    assert record["metrics"]["mca"] == pytest.approx(sum(appearance) / 10, rel=1e-12)
     assert record["metrics"]["mca_shape"] == robustness["cells"]["rotate/1"]
     assert record["selected"]["source-val"]["epoch"] == 1 and record["selections"]["last"] == 1
     assert 0 < record["curves"]["source_val_acc"][0] <= 1
@@ -61,6 +61,7 @@ def test_a_sweep_writes_records_then_a_rerun_skips_them(tiny_sweep):
     assert second.recorded == 3 and not second.done
 
 
+@pytest.mark.long
 def test_one_teacher_is_trained_for_two_students_and_reused_from_disk(tiny_suite, tmp_path):
     path = tiny_suite(students=["lenet", "dtn"], methods=["source_only"], **SMALL)
     trained = []
