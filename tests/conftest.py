@@ -16,6 +16,19 @@ WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 torch.set_num_threads(max(1, 2 // WORKERS))
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "long: runs for tens of seconds (subprocesses, whole sweeps); started first"
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The long tests first, the rest in their order: xdist's workers then share out the
+    short ones at the end, and no long test runs alone on one core while the other idles
+    (longest-processing-time-first scheduling)."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
+
+
 def session_directory(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The test session's temporary directory, the one all xdist workers of it share."""
     base = tmp_path_factory.getbasetemp()

@@ -9,6 +9,7 @@ from benchmark.bench import fast_path_variants, generated_images
 from benchmark.cli import main
 
 
+@pytest.mark.long
 def test_the_bench_prints_every_loop_and_writes_the_json_and_the_scaling_files(tmp_path, capsys):
     path = tmp_path / "out" / "bench.json"
     argv = ["bench", "--device", "cpu", "--steps", "1", "--eval-images", "20", "--workers", "1"]

@@ -48,6 +48,7 @@ def cut(path: Path, keep: int = 200) -> None:
     path.write_bytes(path.read_bytes()[:keep])
 
 
+@pytest.mark.long
 def test_a_truncated_teacher_is_set_aside_and_trained_again(copy, capsys):
     suite, store = copy
     (teacher,) = store.root.glob("teachers/*")
@@ -193,6 +194,7 @@ def test_failure_reasons_name_the_signal_and_memory_only_when_the_oom_killer_act
     assert describe_failure(ValueError("x")) == "ValueError: x"
 
 
+@pytest.mark.long
 def test_ctrl_c_ends_a_sweep_with_one_line_and_no_traceback(copy, tmp_path):
     suite, store = copy  # its teacher is trained: a run starts at once
     command = [sys.executable, "-m", "benchmark.cli", "run", str(suite), "--no-progress"]

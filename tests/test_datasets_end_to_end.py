@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 from dataset_writers import OFFICE_CLASSES, office_family, save_image, write_family
 
@@ -14,6 +15,7 @@ DOMAINS = ("amazon", "webcam", "dslr")
 RECIPE = {"epochs": 1, "batch_size": 16, "lr": 0.003}
 
 
+@pytest.mark.long
 def test_an_image_folder_family_runs_end_to_end(tmp_path, monkeypatch, capsys):
     root = tmp_path / "data"
     for domain_index, domain in enumerate(DOMAINS):

@@ -146,6 +146,7 @@ def test_soft_label_cross_entropy_is_the_formula():
     assert torch.allclose(method.cross_entropy(logits, soft), expected)
 
 
+@pytest.mark.long
 def test_a_grid_sweep_labels_both_cells_in_its_leaderboard(tmp_path: Path, tiny_suite):
     from benchmark.cli import main
 

@@ -37,6 +37,7 @@ def xdkd(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
     return subprocess.run([*XDKD, *args], capture_output=True, text=True, env=env, cwd=ROOT)
 
 
+@pytest.mark.long
 def test_the_example_package_is_listed_with_its_origin(installed):
     listed = xdkd("methods", env=installed)
     assert listed.returncode == 0, listed.stderr
@@ -49,6 +50,7 @@ def test_the_example_package_is_listed_with_its_origin(installed):
     assert "my_kd" not in without.stdout
 
 
+@pytest.mark.long
 def test_its_method_and_backbone_run_in_a_suite_with_the_version_in_the_key(
     installed, tiny_sweep, tmp_path
 ):
@@ -84,6 +86,7 @@ def test_its_method_and_backbone_run_in_a_suite_with_the_version_in_the_key(
     assert builtin and all("plugin" not in r["spec"]["method"] for r in builtin)
 
 
+@pytest.mark.long
 def test_its_method_goes_through_the_generic_method_test(installed):
     generic = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
@@ -135,6 +138,7 @@ domains:
 """
 
 
+@pytest.mark.long
 def test_a_plugin_file_adds_a_method_and_a_dataset_family(tmp_path):
     plugin = tmp_path / "my_plugin.py"
     plugin.write_text(FILE_PLUGIN)

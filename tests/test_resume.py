@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 EPOCHS = 4
@@ -44,6 +45,7 @@ def only_record(out: Path) -> dict:
     return json.loads(path.read_text())
 
 
+@pytest.mark.long
 def test_a_run_killed_mid_training_resumes_to_the_same_numbers(tiny_suite, tmp_path):
     recipe = {"epochs": EPOCHS, "batch_size": 64, "lr": 0.003}
     suite = tiny_suite(

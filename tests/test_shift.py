@@ -1,5 +1,6 @@
 """The embedded domains carry a real shift: a model good in-domain falls on the others."""
 
+import pytest
 import torch
 
 from benchmark.config import BackboneSpec, Recipe
@@ -18,6 +19,7 @@ def split(name: str, part: str) -> DeviceSplit:
     return DeviceSplit.from_numpy(images, labels, torch.device("cpu"), 32)
 
 
+@pytest.mark.long
 def test_a_cnn_trained_on_mnist_falls_on_the_other_domains():
     torch.manual_seed(0)
     model = create_backbone(BackboneSpec(name="lenet"), 10)
