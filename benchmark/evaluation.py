@@ -26,6 +26,7 @@ from benchmark.data.setting import Part, RunSplits
 from benchmark.data.tensors import normalize
 from benchmark.evaluate import accuracy, fidelity, per_class_accuracy, predict, scores
 from benchmark.fastpath import FastPath
+from benchmark.models import input_normalisation
 from benchmark.provenance import device_description, provenance
 from benchmark.robustness import resolve_corruptions, robustness_summary
 from benchmark.specs import RunRecord, RunSpec
@@ -196,6 +197,7 @@ def teacher_rows(
                 "floor": floor,
                 "train_wall_time_s": info["train_wall_time_s"],
                 "params": info["params"],
+                "inputs": input_normalisation(teacher.member.model),
             }
         )
     return rows

@@ -27,7 +27,7 @@ from benchmark.fastpath import FastPath
 from benchmark.locks import file_lock
 from benchmark.methods import METHODS, Method, create_method
 from benchmark.methods.source_only import SourceOnly
-from benchmark.models import create_backbone
+from benchmark.models import create_backbone, input_normalisation
 from benchmark.provenance import device_description
 from benchmark.seeding import derive_seed, generator
 from benchmark.specs import RunRecord, RunSpec, TeacherSpec
@@ -238,6 +238,7 @@ class Harness:
             "saw": splits.saw(oracle),
             "train_wall_time_s": result.train_seconds,
             "method_params": sum(p.numel() for p in method.parameters()),
+            "student_inputs": input_normalisation(student),
             "peak_memory_mb": memory_mb,
             "notes": {"peak_memory_mb": memory_kind},
             "device": device_description(self.device),

@@ -39,6 +39,8 @@ def test_a_sweep_writes_records_then_a_rerun_skips_them(tiny_sweep):
     assert set(record["metrics"]) >= {"target_acc", "source_acc", "heldout_mean_acc"}
     assert set(record["per_domain"]) == {"mnist", "mnistm", "optdigits", "syndigits"}
     assert record["teachers"][0]["source_accuracy"] > 0.5
+    suite_inputs = "[-1, 1] (mean 0.5, std 0.5)"  # networks trained from scratch here
+    assert record["teachers"][0]["inputs"] == record["training"]["student_inputs"] == suite_inputs
     kernels = torch.backends.cpu.get_cpu_capability()  # another ISA sums in another order
     assert record["device"].startswith("cpu (") and record["device"].endswith(f"{kernels} kernels)")
     robustness = record["robustness"]["items"]["mnist"]

@@ -3,6 +3,8 @@ weights already in the Hugging Face cache; otherwise one clear error, never a do
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import timm
 import torch
@@ -10,7 +12,7 @@ from safetensors.torch import save_file
 
 from benchmark.config import BackboneSpec
 from benchmark.errors import XdkdError
-from benchmark.models import create_backbone
+from benchmark.models import create_backbone, input_normalisation
 
 
 @pytest.fixture
@@ -84,3 +86,37 @@ def test_default_weights_come_from_the_local_hugging_face_cache(empty_caches):
 def test_a_model_without_published_weights_says_so():
     with pytest.raises(XdkdError, match="timm has no pretrained weights for it"):
         create_backbone(BackboneSpec(name="lenet", pretrained=True), num_classes=10)
+
+
+def first_layer_inputs(model: torch.nn.Module, layer: str, call) -> torch.Tensor:
+    """What the named layer receives when `call(model)` runs."""
+    seen = []
+    handle = model.get_submodule(layer).register_forward_pre_hook(lambda _, a: seen.append(a[0]))
+    call(model)
+    handle.remove()
+    return seen[0]
+
+
+@pytest.mark.parametrize(("name", "layer"), [("resnet18", "conv1"), ("convnext_atto", "stem.0")])
+def test_a_pretrained_backbone_sees_its_own_normalisation_in_every_call(tmp_path, name, layer):
+    """timm's pretrained mean/std at the first convolution, through forward and through
+    forward_intermediates (the feature methods' call), also in a deep copy (EMA teachers);
+    a backbone trained from scratch sees the suite's [-1, 1] images as they are."""
+    torch.manual_seed(0)
+    path = tmp_path / f"{name}.safetensors"
+    save_file(timm.create_model(name, num_classes=1000).state_dict(), str(path))
+    pretrained = create_backbone(BackboneSpec(name=name, pretrained=str(path)), num_classes=10)
+    scratch = create_backbone(BackboneSpec(name=name), num_classes=10)
+    images = torch.rand(2, 3, 32, 32) * 2 - 1  # the suite's [-1, 1]
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    expected = ((images + 1) / 2 - mean) / std
+    for model in (pretrained, copy.deepcopy(pretrained)):
+        model.eval()
+        for call in (lambda m: m(images), lambda m: m.forward_intermediates(images)):
+            assert torch.allclose(first_layer_inputs(model, layer, call), expected, atol=1e-5)
+    assert torch.equal(first_layer_inputs(scratch.eval(), layer, lambda m: m(images)), images)
+    assert input_normalisation(pretrained).endswith(
+        "mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225)"
+    )
+    assert input_normalisation(scratch) == "[-1, 1] (mean 0.5, std 0.5)"

@@ -10,6 +10,13 @@ weights for the model from the local Hugging Face cache (or torch hub's checkpoi
 `pretrained: /path/to/weights.safetensors` (or .pth/.bin) takes a file; when neither is
 there the error names every file looked for, at once, instead of hanging on a download.
 The classifier is always new (`num_classes` of the domain family).
+
+Inputs: every network is fed the suite's [-1, 1] images (`benchmark.data.tensors.normalize`),
+which is what a network trained from scratch here learns on. A pretrained backbone learnt on
+its own normalisation, so its first convolution is given the images renormalised with the mean
+and std of timm's pretrained config for the model (ImageNet's for most), whichever network
+(teacher or student) it is and whichever call (`forward`, `forward_intermediates`) feeds it.
+`input_normalisation(model)` says which a network got; the records state it.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import torch
 from torch import nn
 
 from benchmark.config import BackboneSpec
+from benchmark.data.tensors import MEAN, STD
 from benchmark.errors import XdkdError
 from benchmark.plugins import load_plugins
 from benchmark.registry import unknown_name_message
@@ -117,7 +125,38 @@ def create_backbone(spec: BackboneSpec, num_classes: int) -> nn.Module:
         ) from None
     if spec.pretrained:
         load_pretrained(model, spec.name, pretrained_file(spec))
+        renormalise_inputs(model)
     return model
+
+
+SUITE_NORMALISATION = f"[-1, 1] (mean {MEAN:g}, std {STD:g})"
+
+
+def input_normalisation(model: nn.Module) -> str:
+    """How the images reach the network's first layer, as the records state it."""
+    return getattr(model, "xdkd_input_normalisation", SUITE_NORMALISATION)
+
+
+def renormalise_inputs(model: nn.Module) -> None:
+    """Feed the first convolution (timm's `first_conv`) the images in the normalisation the
+    pretrained weights learnt on: x in [-1, 1] is mapped to (x * STD + MEAN - mean) / std per
+    channel. A hook on that layer, not on the model, so that `forward_intermediates` (which
+    feature methods call) sees it as `forward` does; exact at the borders, unlike folding the
+    map into the weights, since padding stays zero after the map."""
+    config = model.pretrained_cfg
+    mean = torch.tensor(config["mean"], dtype=torch.float32).view(1, -1, 1, 1)
+    std = torch.tensor(config["std"], dtype=torch.float32).view(1, -1, 1, 1)
+    scale, shift = STD / std, (MEAN - mean) / std
+
+    def renormalise(_: nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        images = args[0]
+        return (images * scale.to(images) + shift.to(images), *args[1:])
+
+    model.get_submodule(config["first_conv"]).register_forward_pre_hook(renormalise)
+    model.xdkd_input_normalisation = (
+        f"timm's pretrained config ({config.get('architecture')}.{config.get('tag')}): "
+        f"mean {tuple(config['mean'])}, std {tuple(config['std'])}"
+    )
 
 
 def load_pretrained(model: nn.Module, name: str, path: Path) -> None:
