@@ -32,7 +32,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         _command_line(),
         rows=rows,
         selection=args.selection,
-        reference=args.reference,
+        references=[r.strip() for r in args.reference.split(",") if r.strip()],
         errors=errors,
     )
     print(text)
@@ -115,7 +115,12 @@ def add_report_commands(commands: argparse._SubParsersAction) -> None:
         help=f"model-selection rule (default {DEFAULT_RULE}; oracle reads target labels and "
         "is flagged, never ranked)",
     )
-    report.add_argument("--reference", default="kd", help="method to compare against (kd)")
+    report.add_argument(
+        "--reference",
+        default="kd,source_only",
+        help="methods every other is compared with, paired by cell, comma-separated "
+        "(default: kd,source_only)",
+    )
     report.set_defaults(handler=cmd_report)
 
     check = commands.add_parser(

@@ -146,6 +146,7 @@ def comparison_text(result: pd.DataFrame) -> pd.DataFrame:
     """The paired comparison with points to one decimal, the CI as [low, high], p to 3."""
     return pd.DataFrame(
         {
+            "against": result["against"],
             "method": result["method"],
             "n": result["n"].astype(int).astype(str),
             "mean diff": result["mean diff"].map(lambda v: number(v, sign=True)),
@@ -157,5 +158,26 @@ def comparison_text(result: pd.DataFrame) -> pd.DataFrame:
             "W/T/L": result["W/T/L"],
             "test": result["test"],
             "p": result["p"].map(lambda v: number(v, 3)),
+        }
+    )
+
+
+RANK_NUMBERS = ("P(first)", "mean rank", "rank low", "rank high", "seeds")
+
+
+def ranks_text(ranks: pd.DataFrame) -> pd.DataFrame:
+    """Rank uncertainty: the share ranked first in %, ranks to one decimal, the interval as
+    [low, high]."""
+    names = [c for c in ranks.columns if c not in RANK_NUMBERS]
+    return pd.DataFrame(
+        {
+            **{name: ranks[name].astype(str) for name in names},
+            "P(first) %": (100 * ranks["P(first)"]).map(lambda v: number(v)),
+            "mean rank": ranks["mean rank"].map(number),
+            "95% rank interval": [
+                f"[{low:g}, {high:g}]"
+                for low, high in zip(ranks["rank low"], ranks["rank high"], strict=True)
+            ],
+            "seeds": ranks["seeds"].astype(int).astype(str),
         }
     )

@@ -1,8 +1,9 @@
 """`xdkd report`: every artefact of a set of runs, in one directory.
 
 records.csv/.parquet (one row per run), summary.csv/.parquet (per cell and metric: n, mean,
-standard error, 95% t-interval over seeds), leaderboard.csv/.md/.tex, comparison.csv,
-plots/*.png|pdf and index.html (tables and plots in one self-contained page).
+standard error, 95% t-interval over seeds), leaderboard.csv/.md/.tex, comparison.csv (every
+method against each reference method, paired), ranks.csv (how sure each rank is, by bootstrap
+over seeds), plots/*.png|pdf and index.html (tables and plots in one self-contained page).
 `write_leaderboard` is what `xdkd run` calls after a suite.
 """
 
@@ -28,20 +29,24 @@ from benchmark.render import (
     latex,
     markdown,
     number,
+    ranks_text,
     terminal,
 )
 from benchmark.selection import DEFAULT_RULE, RULES
 from benchmark.specs import RunRecord
 from benchmark.stats import (
+    BOOTSTRAP_RESAMPLES,
     TIE_POINTS,
     WILCOXON_MIN_N,
     effective_robustness,
     paired_comparison,
+    rank_uncertainty,
     summarise,
 )
 from benchmark.tidy import CELL, cell_of, records_table, severity_table
 
 NOT_METRICS = ("seed", "teacher_floor")
+REFERENCES = ("kd", "source_only")  # what every method is compared with, paired by cell
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1300px; color: #222; }
 table.table { border-collapse: collapse; margin: 1em 0; font-size: 13px; }
@@ -61,6 +66,8 @@ class Report:
     board: Board
     comparison: pd.DataFrame
     comparison_caption: str
+    ranks: pd.DataFrame
+    ranks_caption: str
     notes: list[str]
     plots: list[Plot]
     footer: str
@@ -74,14 +81,30 @@ class Report:
     def shown_comparison(self) -> pd.DataFrame | None:
         return None if self.comparison.empty else comparison_text(self.comparison)
 
+    @property
+    def shown_ranks(self) -> pd.DataFrame | None:
+        return None if self.ranks.empty else ranks_text(self.ranks)
 
-def comparison_caption(reference: str, selection: str) -> str:
+
+def comparison_caption(references: list[str], selection: str) -> str:
     return (
-        f"Target accuracy minus {reference}'s, in points, per (pair, teacher, student, "
-        f"protocol, seed) cell, paired over seeds and pairs; model selection: "
+        f"Target accuracy minus the reference method's ({', '.join(references)}: the "
+        "`against` column), in points, per (pair, teacher, student, protocol, seed) cell, "
+        "paired over seeds and pairs; model selection: "
         f"{RULES[selection].caption}. W/T/L: wins, ties (|difference| < {TIE_POINTS} "
         f"points), losses. Test: two-sided Wilcoxon signed-rank where n ≥ {WILCOXON_MIN_N}, "
         "else paired t-test; none under 2 cells."
+    )
+
+
+def ranks_caption(selection: str) -> str:
+    return (
+        f"How sure each rank is: over {BOOTSTRAP_RESAMPLES} bootstrap resamples of the seeds "
+        "(each pair's seeds drawn with replacement, one draw for every row, so rows stay "
+        "paired; seeded, so the same records give the same shares), the share of resamples in "
+        "which a row ranks first by its mean target accuracy (ties count for each tied row), "
+        "its mean rank and the 95% interval of its rank; ranked within each protocol. With one "
+        f"seed per pair there is nothing to resample. Model selection: {RULES[selection].caption}."
     )
 
 
@@ -106,7 +129,7 @@ def write_report(
     command: str,
     rows: list[str] | None = None,
     selection: str = DEFAULT_RULE,
-    reference: str = "kd",
+    references: tuple[str, ...] | list[str] = REFERENCES,
     errors: list[dict[str, Any]] | None = None,
 ) -> tuple[Report, str]:
     """Compute every table and plot, write them all under `out_dir`; return the report and
@@ -121,14 +144,19 @@ def write_report(
         )
     table["eff_robustness"] = effective_robustness(table)
     board = leaderboard(table, rows, selection)
-    compared = pd.DataFrame()
     notes = run_notes(table, errors or []) + board.notes
-    if reference not in set(table["method"]):
-        notes.append(f"no paired comparison: no '{reference}' runs in these records")
-    else:
+    comparisons = []
+    for reference in references:
+        if reference not in set(table["method"]):
+            notes.append(f"no paired comparison against {reference}: no '{reference}' runs")
+            continue
         compared = paired_comparison(table, reference)
         if compared.empty:
             notes.append(f"no paired comparison: no method shares a cell with '{reference}'")
+        comparisons.append(compared.assign(against=reference))
+    compared = pd.concat(comparisons, ignore_index=True) if comparisons else pd.DataFrame()
+    oracle = RULES[selection].oracle  # target labels chose the epochs: never ranked
+    ranks = pd.DataFrame() if oracle else rank_uncertainty(table, list(board.mean.index.names))
     metrics = [c for c in table.select_dtypes("number").columns if c not in NOT_METRICS]
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = summarise(table, CELL, metrics)
@@ -137,12 +165,15 @@ def write_report(
         frame.to_parquet(out_dir / f"{name}.parquet", index=False)
     board.flat().to_csv(out_dir / "leaderboard.csv", index=False, float_format="%.4f")
     compared.to_csv(out_dir / "comparison.csv", index=False, float_format="%.4f")
+    ranks.to_csv(out_dir / "ranks.csv", index=False, float_format="%.4f")
     plots, plot_notes = write_plots(table, severity_table(records), out_dir / "plots")
     report = Report(
         table=table,
         board=board,
         comparison=compared,
-        comparison_caption=comparison_caption(reference, selection),
+        comparison_caption=comparison_caption(list(references), selection),
+        ranks=ranks,
+        ranks_caption=ranks_caption(selection),
         notes=notes + plot_notes,
         plots=plots,
         footer=footer_line(table, command),
@@ -151,7 +182,7 @@ def write_report(
     (out_dir / "leaderboard.md").write_text(markdown_page(report, out_dir))
     (out_dir / "leaderboard.tex").write_text(latex_page(report))
     (out_dir / "index.html").write_text(html_page(report))
-    return report, terminal_text(report, reference, out_dir)
+    return report, terminal_text(report, out_dir)
 
 
 def footer_line(table: pd.DataFrame, command: str) -> str:
@@ -168,6 +199,10 @@ def markdown_page(report: Report, out_dir: Path) -> str:
     if shown is not None:
         parts += ["## Paired comparison", report.comparison_caption]
         parts.append(shown.to_markdown(index=False, disable_numparse=True))
+    ranks = report.shown_ranks
+    if ranks is not None:
+        parts += ["## Rank uncertainty", report.ranks_caption]
+        parts.append(ranks.to_markdown(index=False, disable_numparse=True))
     if report.plots:
         parts.append("## Plots")
         parts += [f"![{p.title}]({p.png.relative_to(out_dir).as_posix()})" for p in report.plots]
@@ -179,7 +214,11 @@ def latex_page(report: Report) -> str:
     tex = "% needs \\usepackage{booktabs}\n" + board_latex(report.board)
     shown = report.shown_comparison
     if shown is not None:
-        tex += "\n" + latex(shown, report.comparison_caption, "tab:xdkd-comparison", left=1)
+        tex += "\n" + latex(shown, report.comparison_caption, "tab:xdkd-comparison", left=2)
+    ranks = report.shown_ranks
+    if ranks is not None:
+        left = report.board.mean.index.nlevels
+        tex += "\n" + latex(ranks, report.ranks_caption, "tab:xdkd-ranks", left=left)
     return tex
 
 
@@ -193,7 +232,11 @@ def html_page(report: Report) -> str:
         body.append(f"<ul class='notes'>{items}</ul>")
     shown = report.shown_comparison
     if shown is not None:
-        body += ["<h2>Paired comparison</h2>", html_table(shown, report.comparison_caption, 1)]
+        body += ["<h2>Paired comparison</h2>", html_table(shown, report.comparison_caption, 2)]
+    ranks = report.shown_ranks
+    if ranks is not None:
+        left = report.board.mean.index.nlevels
+        body += ["<h2>Rank uncertainty</h2>", html_table(ranks, report.ranks_caption, left)]
     body += ["<h2>Per cell</h2>", cell_details(report.summary)]
     if report.plots:
         body.append("<h2>Plots</h2>")
@@ -223,11 +266,11 @@ def cell_details(summary: pd.DataFrame) -> str:
     return f"<details>{summary_line}{table}</details>"
 
 
-def terminal_text(report: Report, reference: str, out_dir: Path) -> str:
+def terminal_text(report: Report, out_dir: Path) -> str:
     parts = [terminal(report.board), textwrap.fill(report.board.caption + " (* = best)", 100)]
     shown = report.shown_comparison
     if shown is not None:
-        parts += [f"against {reference} (points):", shown.to_string(index=False)]
+        parts += ["paired comparison (points):", shown.to_string(index=False)]
     parts += [f"note: {note}" for note in report.notes]
     parts.append(f"report: {out_dir / 'index.html'}")
     return "\n".join(parts)

@@ -114,3 +114,46 @@ def effective_robustness(table: pd.DataFrame) -> pd.Series:
         return pd.Series(np.nan, index=table.index)
     predicted = 1 / (1 + np.exp(-(fit[0] * logit(table["clean_subset_acc"]) + fit[1])))
     return table["mca"] - predicted
+
+
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 0  # the same records give the same shares
+
+
+def rank_uncertainty(
+    table: pd.DataFrame,
+    rows: list[str],
+    metric: str = "target_acc",
+    resamples: int = BOOTSTRAP_RESAMPLES,
+) -> pd.DataFrame:
+    """Per ranked row, how sure its rank is: over bootstrap resamples of the seeds, the share
+    in which it ranks first, its mean rank and the 95% interval of its rank. A resample draws
+    each pair's seeds with replacement, one draw for every row (the rows of a seed share its
+    batches, so the comparison stays paired); a row's score is then the leaderboard's mean,
+    over pairs of the mean over the drawn seeds. Rows under different protocols rank apart,
+    as on the leaderboard; rows that miss a (pair, seed) cell another row has are left out.
+    Ties share first place: each tied row counts it."""
+    ranked = table[~table["reference"]].dropna(subset=[metric])
+    groups = ranked.groupby("protocol") if "protocol" in rows else [(None, ranked)]
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    out = []
+    for _, group in groups:
+        cells = group.pivot_table(index=rows, columns=["pair", "seed"], values=metric)
+        cells = cells.dropna()
+        if cells.empty:
+            continue
+        score = np.zeros((len(cells), resamples))
+        pairs = cells.columns.get_level_values("pair").unique()
+        for pair in pairs:
+            values = cells.xs(pair, axis=1, level="pair").to_numpy()
+            draws = rng.integers(0, values.shape[1], size=(resamples, values.shape[1]))
+            score += values[:, draws].mean(axis=2) / len(pairs)
+        rank = stats.rankdata(-score, method="min", axis=0)
+        low, high = np.percentile(rank, [2.5, 97.5], axis=1)
+        frame = cells.index.to_frame(index=False)
+        frame["P(first)"] = (rank == 1).mean(axis=1)
+        frame["mean rank"] = rank.mean(axis=1)
+        frame["rank low"], frame["rank high"] = low, high
+        frame["seeds"] = cells.columns.get_level_values("seed").nunique()
+        out.append(frame.sort_values("mean rank", kind="stable"))
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame()

@@ -126,14 +126,39 @@ def test_every_format_is_written_with_bold_best(report) -> None:
     assert board.loc[board["method"] == "kd", "mean"].item() == pytest.approx(71.0)
 
 
-def test_paired_comparison_against_kd(report) -> None:
-    compared = report[0].comparison.set_index("method")
+def test_paired_comparison_against_kd_and_source_only(report) -> None:
+    comparison = report[0].comparison
+    assert set(comparison["against"]) == {"kd", "source_only"}
+    compared = comparison[comparison["against"] == "kd"].set_index("method")
     assert "teacher" not in compared.index and "target_oracle" not in compared.index
+    assert set(compared.index) == {"dkd", "source_only"}
+    against_source = comparison[comparison["against"] == "source_only"].set_index("method")
+    assert against_source.loc["kd", "mean diff"] == pytest.approx(10.0)  # 70-60, 72-62
+    assert against_source.loc["kd", "W/T/L"] == "4/0/0"
     dkd = compared.loc["dkd"]
     # cells: 2 pairs x seeds (75-70, 75-72) -> diffs 5, 3, 5, 3
     assert dkd["n"] == 4 and dkd["mean diff"] == pytest.approx(4.0)
     assert dkd["W/T/L"] == "4/0/0" and dkd["test"] == "paired t-test"
     assert dkd["p"] == pytest.approx(stats.ttest_1samp([5, 3, 5, 3], 0).pvalue)
+
+
+def test_rank_uncertainty_counts_the_resamples_each_method_ranks_first(tmp_path: Path) -> None:
+    """Seeds 75/25 against 50/50: a resample of seed 0 twice puts dkd first, seed 1 twice
+    kd, one of each ties them (both first): P(first) 3/4 each, mean rank 1.25."""
+    records = grid({"dkd": [0.75, 0.25], "kd": [0.5, 0.5], "dist": [0.2, 0.2]}, TWO_PAIRS[:1])
+    made, _ = write_report(records, tmp_path, "test")
+    ranks = made.ranks.set_index("method")
+    assert ranks.loc["dkd", "P(first)"] == pytest.approx(0.75, abs=0.04)
+    assert ranks.loc["kd", "P(first)"] == pytest.approx(0.75, abs=0.04)
+    assert ranks.loc["dkd", "mean rank"] == pytest.approx(1.25, abs=0.04)
+    assert ranks.loc["dist", "P(first)"] == 0 and ranks.loc["dist", "mean rank"] == 3
+    assert (ranks.loc["dkd", "rank low"], ranks.loc["dkd", "rank high"]) == (1, 2)
+    assert (ranks["seeds"] == 2).all()
+    again, _ = write_report(records, tmp_path / "again", "test")
+    assert again.ranks.equals(made.ranks)  # seeded: the same records, the same shares
+    markdown = (tmp_path / "leaderboard.md").read_text()
+    assert "## Rank uncertainty" in markdown and "[1, 2]" in markdown
+    assert len(pd.read_csv(tmp_path / "ranks.csv")) == 3
 
 
 def test_wilcoxon_from_six_cells_and_ties_under_half_a_point(tmp_path: Path) -> None:
@@ -260,7 +285,8 @@ def test_report_command_with_chosen_rows(tmp_path: Path, capsys) -> None:
     assert command("report", str(tmp_path / "runs"), "--out", str(out), "--rows", "method") == 0
     board = pd.read_csv(out / "leaderboard.csv")
     assert list(board["method"]) == ["dkd", "kd"] and "student" not in board
-    assert "against kd" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "paired comparison (points):" in printed and "no paired comparison against" in printed
     assert command("report", str(tmp_path / "none"), "--out", str(out)) == 2
     for bad in ("x", "method,pair"):
         assert command("report", str(tmp_path / "runs"), "--out", str(out), "--rows", bad) == 2
