@@ -89,8 +89,8 @@ class Report:
 def comparison_caption(references: list[str], selection: str) -> str:
     return (
         f"Target accuracy minus the reference method's ({', '.join(references)}: the "
-        "`against` column), in points, per (pair, teacher, student, protocol, seed) cell, "
-        "paired over seeds and pairs; model selection: "
+        "`against` column), in points, per (pair, teacher, student, protocol, seed) cell "
+        "(within each cell of a grid), paired over seeds and pairs; model selection: "
         f"{RULES[selection].caption}. W/T/L: wins, ties (|difference| < {TIE_POINTS} "
         f"points), losses. Test: two-sided Wilcoxon signed-rank where n ≥ {WILCOXON_MIN_N}, "
         "else paired t-test; none under 2 cells."
@@ -147,7 +147,7 @@ def write_report(
     notes = run_notes(table, errors or []) + board.notes
     comparisons = []
     for reference in references:
-        if reference not in set(table["method"]):
+        if reference not in set(table["method_name"]):
             notes.append(f"no paired comparison against {reference}: no '{reference}' runs")
             continue
         compared = paired_comparison(table, reference)

@@ -59,11 +59,14 @@ def paired_comparison(
     table: pd.DataFrame, reference: str, metric: str = "target_acc"
 ) -> pd.DataFrame:
     """Every ranked method against `reference`, cell by cell (pair, teacher, student,
-    protocol, seed), in points: mean difference, its spread, win/tie/loss and a test."""
-    base = table[table["method"] == reference].groupby(PAIRING)[metric].mean().rename("base")
-    others = table[(table["method"] != reference) & ~table["reference"]]
-    cells = others.groupby(["method", *PAIRING], sort=False)[metric].mean().reset_index()
-    cells = cells.join(base, on=PAIRING, how="inner")
+    protocol, seed, and a grid's cell: `kd [augment=mixup]` against `source_only
+    [augment=mixup]`), in points: mean difference, its spread, win/tie/loss and a test."""
+    pairing = [*PAIRING, "grid"]
+    is_reference = (table["method_name"] == reference) & ~table["external"]
+    base = table[is_reference].groupby(pairing)[metric].mean().rename("base")
+    others = table[~is_reference & ~table["reference"]]
+    cells = others.groupby(["method", *pairing], sort=False)[metric].mean().reset_index()
+    cells = cells.join(base, on=pairing, how="inner")
     # rounded so that equal differences tie in the signed-rank test despite float noise
     cells["diff"] = (100 * (cells[metric] - cells["base"])).round(6)
     grouped = cells.dropna(subset=["diff"]).groupby("method", sort=False)["diff"]

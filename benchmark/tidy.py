@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from benchmark.config import grid_label
 from benchmark.errors import XdkdError
 from benchmark.metrics import METRICS, corruption_errors, mean_corruption_accuracy, metric
 from benchmark.protocols import PROTOCOLS
@@ -133,6 +134,9 @@ def _row(record: RunRecord, selection: str) -> dict[str, Any]:
         "config": config_hash(config),
         **cell_of(spec.model_dump(mode="json")),
         **({"method": method_row(record), "teacher": "–"} if external else {}),
+        # the method without its grid cell, and the cell: a grid's rows compare within a cell
+        "method_name": spec.method.label or spec.method.name,
+        "grid": grid_label(spec.method.grid) if spec.method.grid else "",
         "source": "+".join(spec.setting.sources),
         "target": "+".join(spec.setting.targets),
         "family": "external" if external else card.family if card else "unknown",

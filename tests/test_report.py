@@ -142,6 +142,25 @@ def test_paired_comparison_against_kd_and_source_only(report) -> None:
     assert dkd["p"] == pytest.approx(stats.ttest_1samp([5, 3, 5, 3], 0).pvalue)
 
 
+def test_a_grid_compares_each_method_with_the_reference_of_its_own_cell(tmp_path: Path) -> None:
+    """`kd [augment=mixup]` against `source_only [augment=mixup]`, not against every cell."""
+    accs = {("kd", "none"): [0.70, 0.72], ("source_only", "none"): [0.60, 0.61]}
+    accs |= {("kd", "mixup"): [0.50, 0.52], ("source_only", "mixup"): [0.55, 0.56]}
+    records = []
+    for (method, augment), values in accs.items():
+        for seed, acc in enumerate(values):
+            spec = handmade.make_spec(method, seed)
+            grid = {"student_recipe.augment": augment}
+            spec = spec.model_copy(update={"method": spec.method.model_copy(update={"grid": grid})})
+            records.append(handmade.make_record(spec, {"target_acc": acc}))
+    made, _ = write_report(records, tmp_path, "test")
+    against = made.comparison.set_index(["against", "method"])["mean diff"]
+    assert against["source_only", "kd [augment=none]"] == pytest.approx(10.5)  # 70-60, 72-61
+    assert against["source_only", "kd [augment=mixup]"] == pytest.approx(-4.5)  # 50-55, 52-56
+    assert against["kd", "source_only [augment=mixup]"] == pytest.approx(4.5)
+    assert len(made.comparison) == 4
+
+
 def test_rank_uncertainty_counts_the_resamples_each_method_ranks_first(tmp_path: Path) -> None:
     """Seeds 75/25 against 50/50: a resample of seed 0 twice puts dkd first, seed 1 twice
     kd, one of each ties them (both first): P(first) 3/4 each, mean rank 1.25."""
