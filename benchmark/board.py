@@ -69,6 +69,8 @@ class Board:
 
     mean: pd.DataFrame
     se: pd.DataFrame
+    low: pd.DataFrame  # the 95% t-interval over seeds of each mean
+    high: pd.DataFrame
     seeds: pd.Series
     reference: pd.Series
     rank: pd.Series
@@ -92,8 +94,8 @@ def _column_values(table: pd.DataFrame, rows: list[str], column: Column) -> pd.D
     subset = table if column.pair is None else table[table["pair"] == column.pair]
     spread = seed_spread(subset, rows, column.metric) if column.metric in table else None
     if spread is None or spread.empty:
-        return pd.DataFrame(columns=["mean", "se"], dtype=float)
-    return spread[["mean", "se"]] * column.scale
+        return pd.DataFrame(columns=["mean", "se", "ci_low", "ci_high"], dtype=float)
+    return spread[["mean", "se", "ci_low", "ci_high"]] * column.scale
 
 
 def _best(mean: pd.DataFrame, ranked: pd.Series, cols: list[Column]) -> pd.DataFrame:
@@ -137,11 +139,13 @@ def leaderboard(
         raise XdkdError("--rows cannot hold pair or seed: pairs are columns, seeds are averaged")
     pairs = sorted(set(table["pair"]))
     cols = columns(table, pairs)
-    mean, se = {}, {}
+    mean, se, low, high = {}, {}, {}, {}
     for column in cols:
         values = _column_values(table, rows, column)
         mean[column.label], se[column.label] = values["mean"], values["se"]
+        low[column.label], high[column.label] = values["ci_low"], values["ci_high"]
     mean, se = pd.DataFrame(mean).rename_axis(rows), pd.DataFrame(se).rename_axis(rows)
+    low, high = pd.DataFrame(low).reindex(mean.index), pd.DataFrame(high).reindex(mean.index)
     complete = _complete(table, rows).reindex(mean.index).fillna(False).astype(bool)
     mean[RANK_BY] = mean[RANK_BY].where(complete)
     se[RANK_BY] = se[RANK_BY].where(complete)
@@ -175,6 +179,8 @@ def leaderboard(
     return Board(
         mean=mean,
         se=se,
+        low=low.reindex(index=mean.index, columns=mean.columns),
+        high=high.reindex(index=mean.index, columns=mean.columns),
         seeds=table.groupby(rows)["seed"].nunique().reindex(mean.index),
         reference=reference.loc[mean.index],
         rank=rank.loc[mean.index] * (float("nan") if oracle else 1),

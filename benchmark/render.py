@@ -181,3 +181,19 @@ def ranks_text(ranks: pd.DataFrame) -> pd.DataFrame:
             "seeds": ranks["seeds"].astype(int).astype(str),
         }
     )
+
+
+def intervals_text(board: Board, column: str = "mean") -> str | None:
+    """One line: each row's `column` with its 95% t-interval over seeds, in the board's
+    order; None when no row has an interval (one seed)."""
+    if column not in board.mean:
+        return None
+    shown = []
+    for index, value in board.mean[column].items():
+        low, high = board.low.at[index, column], board.high.at[index, column]
+        if not (math.isnan(value) or math.isnan(low)):
+            name = index[0] if isinstance(index, tuple) else index
+            shown.append(f"{name} {number(value)} [{number(low)}, {number(high)}]")
+    if not shown:
+        return None
+    return f"{column} with its 95% t-interval over seeds: " + "; ".join(shown)

@@ -26,6 +26,7 @@ from benchmark.render import (
     board_latex,
     comparison_text,
     html_table,
+    intervals_text,
     latex,
     markdown,
     number,
@@ -194,6 +195,8 @@ def footer_line(table: pd.DataFrame, command: str) -> str:
 def markdown_page(report: Report, out_dir: Path) -> str:
     """The Markdown report; plots are linked relative to it, so keep the directory whole."""
     parts = [f"# {report.title}", report.board.caption, markdown(report.board)]
+    intervals = intervals_text(report.board)
+    parts += [intervals] if intervals else []
     parts += ["\n".join(f"- {note}" for note in report.notes)] if report.notes else []
     shown = report.shown_comparison
     if shown is not None:
@@ -267,7 +270,10 @@ def cell_details(summary: pd.DataFrame) -> str:
 
 
 def terminal_text(report: Report, out_dir: Path) -> str:
-    parts = [terminal(report.board), textwrap.fill(report.board.caption + " (* = best)", 100)]
+    parts = [terminal(report.board)]
+    intervals = intervals_text(report.board)
+    parts += [textwrap.fill(intervals, 100)] if intervals else []
+    parts.append(textwrap.fill(report.board.caption + " (* = best)", 100))
     shown = report.shown_comparison
     if shown is not None:
         parts += ["paired comparison (points):", shown.to_string(index=False)]

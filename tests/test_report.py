@@ -91,6 +91,9 @@ def test_leaderboard_means_ranks_and_references(report) -> None:
     assert list(mean.index) == ["target_oracle", "teacher", "dkd", "kd", "source_only"]
     assert mean.loc["kd", "mnist→mnistm"] == pytest.approx(71.0)
     assert se.loc["kd", "mean"] == pytest.approx(1.0)  # seeds 70, 72
+    t975_1 = stats.t.ppf(0.975, 1)  # 12.7: two seeds give a wide interval
+    low, high = by_method(board.low).loc["kd", "mean"], by_method(board.high).loc["kd", "mean"]
+    assert (low, high) == (pytest.approx(71.0 - t975_1), pytest.approx(71.0 + t975_1))
     assert mean.loc["kd", "held-out"] == pytest.approx(61.0)
     assert list(board.rank.dropna()) == [1, 2, 3]
     assert board.rank[board.reference].isna().all()
@@ -116,6 +119,7 @@ def test_every_format_is_written_with_bold_best(report) -> None:
     assert len(pd.read_csv(out / "records.csv")) == 20
     markdown = (out / "leaderboard.md").read_text()
     assert "**75.0 ± 0.0**" in markdown and " ref |" in markdown
+    assert "mean with its 95% t-interval over seeds: target_oracle 96.0 [83.3, 108.7]" in markdown
     tex = (out / "leaderboard.tex").read_text()
     assert "\\toprule" in tex and "\\bfseries 75.0 $\\pm$ 0.0" in tex and "target\\_oracle" in tex
     assert "$\\rightarrow$" in tex and "→" not in tex
