@@ -145,7 +145,6 @@ def leaderboard(
         mean[column.label], se[column.label] = values["mean"], values["se"]
         low[column.label], high[column.label] = values["ci_low"], values["ci_high"]
     mean, se = pd.DataFrame(mean).rename_axis(rows), pd.DataFrame(se).rename_axis(rows)
-    low, high = pd.DataFrame(low).reindex(mean.index), pd.DataFrame(high).reindex(mean.index)
     complete = _complete(table, rows).reindex(mean.index).fillna(False).astype(bool)
     mean[RANK_BY] = mean[RANK_BY].where(complete)
     se[RANK_BY] = se[RANK_BY].where(complete)
@@ -179,8 +178,8 @@ def leaderboard(
     return Board(
         mean=mean,
         se=se,
-        low=low.reindex(index=mean.index, columns=mean.columns),
-        high=high.reindex(index=mean.index, columns=mean.columns),
+        low=pd.DataFrame(low).reindex(index=mean.index, columns=mean.columns),
+        high=pd.DataFrame(high).reindex(index=mean.index, columns=mean.columns),
         seeds=table.groupby(rows)["seed"].nunique().reindex(mean.index),
         reference=reference.loc[mean.index],
         rank=rank.loc[mean.index] * (float("nan") if oracle else 1),

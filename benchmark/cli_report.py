@@ -66,9 +66,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     from benchmark.selection import DEFAULT_RULE
 
     baseline, runs_dir = Path(args.baseline), Path(args.runs_dir)
+    noise = None if args.machine_noise is None else magnitude(args.machine_noise, "--machine-noise")
     if args.update_baseline:
         rule = args.selection or DEFAULT_RULE
-        noise = magnitude(args.machine_noise or "0", "--machine-noise")
+        noise = noise or 0.0
         cells = write_baseline(baseline, runs_dir, rule, _command_line(), noise)
         print(f"wrote baseline {baseline}: {cells} cells from {runs_dir}, machine noise {noise:g}")
         return 0
@@ -80,9 +81,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         drift=magnitude(args.drift, "--drift"),
         allow_missing=args.allow_missing,
         selection=args.selection,
-        machine_noise=magnitude(args.machine_noise, "--machine-noise")
-        if args.machine_noise
-        else None,
+        machine_noise=noise,
     )
     result = run_check(runs_dir, baseline, settings)
     print(result.summary)
