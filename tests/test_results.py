@@ -38,3 +38,21 @@ def test_the_story_holds_in_every_seed(quick):
         assert quick["teacher"][seed] > source_only + 10, seed  # clearly better on the target
         assert quick["kd"][seed] > source_only, seed
         assert quick["adversarial_kd"][seed] > source_only, seed
+
+
+def test_the_reference_folders_hold_their_pairs_runs():
+    """results/reference/<pair>/records holds only the reference suite's runs of that pair,
+    and a pair with a leaderboard has every method of the suite in every seed."""
+    suite = load_suite(ROOT / "baselines" / "reference.yaml")
+    keys: dict[str, set[str]] = {}
+    for spec in expand(suite):
+        keys.setdefault(spec.setting.label.replace("→", "-"), set()).add(spec.key)
+    folders = [p.parent for p in (ROOT / "results" / "reference").glob("*/records")]
+    assert folders and len(suite.seeds) >= 3
+    for folder in folders:
+        records, errors = load_runs(folder / "records")
+        assert records and not errors, folder
+        committed = {r.key for r in records}
+        assert committed <= keys[folder.name], folder
+        if (folder / "leaderboard.md").exists():
+            assert committed == keys[folder.name], folder
