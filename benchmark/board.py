@@ -136,7 +136,10 @@ def leaderboard(
     if unknown:
         raise XdkdError(f"--rows: unknown column '{unknown[0]}'; e.g. method,protocol,student")
     if {"pair", "seed"} & set(rows):
-        raise XdkdError("--rows cannot hold pair or seed: pairs are columns, seeds are averaged")
+        raise XdkdError(
+            "--rows cannot hold pair or seed: pairs are columns, seeds are averaged; "
+            "--by pair splits the paired comparison and the ranks per pair"
+        )
     pairs = sorted(set(table["pair"]))
     cols = columns(table, pairs)
     mean, se, low, high = {}, {}, {}, {}

@@ -34,6 +34,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         selection=args.selection,
         references=[r.strip() for r in args.reference.split(",") if r.strip()],
         errors=errors,
+        by=[c.strip() for c in args.by.split(",") if c.strip()] if args.by else (),
     )
     print(text)
     return 0
@@ -119,6 +120,12 @@ def add_report_commands(commands: argparse._SubParsersAction) -> None:
         default="kd,source_only",
         help="methods every other is compared with, paired by cell, comma-separated "
         "(default: kd,source_only)",
+    )
+    report.add_argument(
+        "--by",
+        help="split the paired comparison and the rank uncertainty per value of these "
+        "columns, comma-separated, from pair, teacher, student, protocol, e.g. --by pair for "
+        "a test per pair (default: pooled over them)",
     )
     report.set_defaults(handler=cmd_report)
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 import pandas as pd
 
 from benchmark.board import Board
+from benchmark.stats import SPLITS
 
 LATEX_SPECIALS = {
     "\\": r"\textbackslash{}",
@@ -143,9 +144,12 @@ def board_html(board: Board) -> str:
 
 
 def comparison_text(result: pd.DataFrame) -> pd.DataFrame:
-    """The paired comparison with points to one decimal, the CI as [low, high], p to 3."""
+    """The paired comparison with points to one decimal, the CI as [low, high], p to 3; the
+    columns it is split by (`--by`) first."""
+    split = [column for column in SPLITS if column in result]
     return pd.DataFrame(
         {
+            **{column: result[column].astype(str) for column in split},
             "against": result["against"],
             "method": result["method"],
             "n": result["n"].astype(int).astype(str),
@@ -163,6 +167,12 @@ def comparison_text(result: pd.DataFrame) -> pd.DataFrame:
 
 
 RANK_NUMBERS = ("P(first)", "mean rank", "rank low", "rank high", "seeds")
+FIRST_NUMBERS = ("n", "P(first) %")  # where a shown comparison's or rank table's labels end
+
+
+def labels(shown: pd.DataFrame) -> int:
+    """How many leading columns of a shown comparison or rank table are labels (set left)."""
+    return next(i for i, column in enumerate(shown.columns) if column in FIRST_NUMBERS)
 
 
 def ranks_text(ranks: pd.DataFrame) -> pd.DataFrame:

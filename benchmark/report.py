@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import html
 import textwrap
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from benchmark.render import (
     comparison_text,
     html_table,
     intervals_text,
+    labels,
     latex,
     markdown,
     number,
@@ -37,6 +39,7 @@ from benchmark.selection import DEFAULT_RULE, RULES
 from benchmark.specs import RunRecord
 from benchmark.stats import (
     BOOTSTRAP_RESAMPLES,
+    SPLITS,
     TIE_POINTS,
     WILCOXON_MIN_N,
     effective_robustness,
@@ -87,24 +90,30 @@ class Report:
         return None if self.ranks.empty else ranks_text(self.ranks)
 
 
-def comparison_caption(references: list[str], selection: str) -> str:
+def comparison_caption(references: list[str], selection: str, by: Sequence[str] = ()) -> str:
+    pooled = (
+        f"paired over seeds, one comparison per {' and '.join(by)}"
+        if by
+        else ("paired over seeds and pairs")
+    )
     return (
         f"Target accuracy minus the reference method's ({', '.join(references)}: the "
         "`against` column), in points, per (pair, teacher, student, protocol, seed) cell "
-        "(within each cell of a grid), paired over seeds and pairs; model selection: "
+        f"(within each cell of a grid), {pooled}; model selection: "
         f"{RULES[selection].caption}. W/T/L: wins, ties (|difference| < {TIE_POINTS} "
         f"points), losses. Test: two-sided Wilcoxon signed-rank where n ≥ {WILCOXON_MIN_N}, "
         "else paired t-test; none under 2 cells."
     )
 
 
-def ranks_caption(selection: str) -> str:
+def ranks_caption(selection: str, by: Sequence[str] = ()) -> str:
+    within = "each protocol" + "".join(f" and each {column}" for column in by)
     return (
         f"How sure each rank is: over {BOOTSTRAP_RESAMPLES} bootstrap resamples of the seeds "
         "(each pair's seeds drawn with replacement, one draw for every row, so rows stay "
         "paired; seeded, so the same records give the same shares), the share of resamples in "
         "which a row ranks first by its mean target accuracy (ties count for each tied row), "
-        "its mean rank and the 95% interval of its rank; ranked within each protocol. With one "
+        f"its mean rank and the 95% interval of its rank; ranked within {within}. With one "
         f"seed per pair there is nothing to resample. Model selection: {RULES[selection].caption}."
     )
 
@@ -132,9 +141,14 @@ def write_report(
     selection: str = DEFAULT_RULE,
     references: tuple[str, ...] | list[str] = REFERENCES,
     errors: list[dict[str, Any]] | None = None,
+    by: Sequence[str] = (),
 ) -> tuple[Report, str]:
     """Compute every table and plot, write them all under `out_dir`; return the report and
-    its terminal text."""
+    its terminal text. `by` splits the paired comparison and the rank uncertainty (e.g. per
+    pair); the leaderboard has a column per pair either way."""
+    unknown = [column for column in by if column not in SPLITS]
+    if unknown:
+        raise XdkdError(f"--by: '{unknown[0]}' is not one of {', '.join(SPLITS)}")
     table = records_table(records, selection)
     trained = table[~table["reference"] | (table["family"] != "baseline")]
     if selection != "last" and len(trained) and trained["target_acc"].isna().all():
@@ -151,13 +165,14 @@ def write_report(
         if reference not in set(table["method_name"]):
             notes.append(f"no paired comparison against {reference}: no '{reference}' runs")
             continue
-        compared = paired_comparison(table, reference)
+        compared = paired_comparison(table, reference, by=by)
         if compared.empty:
             notes.append(f"no paired comparison: no method shares a cell with '{reference}'")
         comparisons.append(compared.assign(against=reference))
     compared = pd.concat(comparisons, ignore_index=True) if comparisons else pd.DataFrame()
     oracle = RULES[selection].oracle  # target labels chose the epochs: never ranked
-    ranks = pd.DataFrame() if oracle else rank_uncertainty(table, list(board.mean.index.names))
+    rows = list(board.mean.index.names)
+    ranks = pd.DataFrame() if oracle else rank_uncertainty(table, rows, by=by)
     metrics = [c for c in table.select_dtypes("number").columns if c not in NOT_METRICS]
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = summarise(table, CELL, metrics)
@@ -172,9 +187,9 @@ def write_report(
         table=table,
         board=board,
         comparison=compared,
-        comparison_caption=comparison_caption(list(references), selection),
+        comparison_caption=comparison_caption(list(references), selection, by),
         ranks=ranks,
-        ranks_caption=ranks_caption(selection),
+        ranks_caption=ranks_caption(selection, by),
         notes=notes + plot_notes,
         plots=plots,
         footer=footer_line(table, command),
@@ -217,11 +232,11 @@ def latex_page(report: Report) -> str:
     tex = "% needs \\usepackage{booktabs}\n" + board_latex(report.board)
     shown = report.shown_comparison
     if shown is not None:
-        tex += "\n" + latex(shown, report.comparison_caption, "tab:xdkd-comparison", left=2)
+        left = labels(shown)
+        tex += "\n" + latex(shown, report.comparison_caption, "tab:xdkd-comparison", left=left)
     ranks = report.shown_ranks
     if ranks is not None:
-        left = report.board.mean.index.nlevels
-        tex += "\n" + latex(ranks, report.ranks_caption, "tab:xdkd-ranks", left=left)
+        tex += "\n" + latex(ranks, report.ranks_caption, "tab:xdkd-ranks", left=labels(ranks))
     return tex
 
 
@@ -235,11 +250,12 @@ def html_page(report: Report) -> str:
         body.append(f"<ul class='notes'>{items}</ul>")
     shown = report.shown_comparison
     if shown is not None:
-        body += ["<h2>Paired comparison</h2>", html_table(shown, report.comparison_caption, 2)]
+        comparison = html_table(shown, report.comparison_caption, labels(shown))
+        body += ["<h2>Paired comparison</h2>", comparison]
     ranks = report.shown_ranks
     if ranks is not None:
-        left = report.board.mean.index.nlevels
-        body += ["<h2>Rank uncertainty</h2>", html_table(ranks, report.ranks_caption, left)]
+        ranking = html_table(ranks, report.ranks_caption, labels(ranks))
+        body += ["<h2>Rank uncertainty</h2>", ranking]
     body += ["<h2>Per cell</h2>", cell_details(report.summary)]
     if report.plots:
         body.append("<h2>Plots</h2>")

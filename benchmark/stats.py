@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -55,12 +56,20 @@ def paired_test(diffs: np.ndarray) -> tuple[str, float]:
         return "paired t-test", float(stats.ttest_1samp(diffs, 0.0).pvalue)
 
 
+SPLITS = [c for c in PAIRING if c != "seed"]  # what a comparison can be split by
+
+
 def paired_comparison(
-    table: pd.DataFrame, reference: str, metric: str = "target_acc"
+    table: pd.DataFrame,
+    reference: str,
+    metric: str = "target_acc",
+    by: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Every ranked method against `reference`, cell by cell (pair, teacher, student,
     protocol, seed, and a grid's cell: `kd [augment=mixup]` against `source_only
-    [augment=mixup]`), in points: mean difference, its spread, win/tie/loss and a test."""
+    [augment=mixup]`), in points: mean difference, its spread, win/tie/loss and a test.
+    Pooled over the cells' pairs, teachers, students and protocols, or one comparison per
+    value of the `by` columns (a subset of SPLITS): per pair, a paper's per-dataset test."""
     pairing = [*PAIRING, "grid"]
     is_reference = (table["method_name"] == reference) & ~table["external"]
     base = table[is_reference].groupby(pairing)[metric].mean().rename("base")
@@ -69,7 +78,7 @@ def paired_comparison(
     cells = cells.join(base, on=pairing, how="inner")
     # rounded so that equal differences tie in the signed-rank test despite float noise
     cells["diff"] = (100 * (cells[metric] - cells["base"])).round(6)
-    grouped = cells.dropna(subset=["diff"]).groupby("method", sort=False)["diff"]
+    grouped = cells.dropna(subset=["diff"]).groupby([*by, "method"], sort=False)["diff"]
     result = _spread(grouped)
     result["W/T/L"] = [
         f"{(d >= TIE_POINTS).sum()}/{(d.abs() < TIE_POINTS).sum()}/{(d <= -TIE_POINTS).sum()}"
@@ -78,7 +87,8 @@ def paired_comparison(
     tests = [paired_test(d.to_numpy()) for _, d in grouped]
     result["test"], result["p"] = [t for t, _ in tests], [p for _, p in tests]
     result = result.rename(columns={"mean": "mean diff"}).reset_index()
-    return result.sort_values("mean diff", ascending=False, ignore_index=True)
+    order = [*by, "mean diff"]
+    return result.sort_values(order, ascending=[*(True for _ in by), False], ignore_index=True)
 
 
 def change_and_se(base: dict[str, float], new: dict[str, float]) -> tuple[float, float, bool]:
@@ -128,19 +138,22 @@ def rank_uncertainty(
     rows: list[str],
     metric: str = "target_acc",
     resamples: int = BOOTSTRAP_RESAMPLES,
+    by: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Per ranked row, how sure its rank is: over bootstrap resamples of the seeds, the share
     in which it ranks first, its mean rank and the 95% interval of its rank. A resample draws
     each pair's seeds with replacement, one draw for every row (the rows of a seed share its
     batches, so the comparison stays paired); a row's score is then the leaderboard's mean,
     over pairs of the mean over the drawn seeds. Rows under different protocols rank apart,
-    as on the leaderboard; rows that miss a (pair, seed) cell another row has are left out.
-    Ties share first place: each tied row counts it."""
+    as on the leaderboard, and apart per value of the `by` columns (e.g. per pair); rows that
+    miss a (pair, seed) cell another row has are left out. Ties share first place: each tied
+    row counts it."""
     ranked = table[~table["reference"]].dropna(subset=[metric])
-    groups = ranked.groupby("protocol") if "protocol" in rows else [(None, ranked)]
+    apart = [*(["protocol"] if "protocol" in rows else []), *(c for c in by if c not in rows)]
+    groups = ranked.groupby(apart) if apart else [((), ranked)]
     rng = np.random.default_rng(BOOTSTRAP_SEED)
     out = []
-    for _, group in groups:
+    for key, group in groups:
         cells = group.pivot_table(index=rows, columns=["pair", "seed"], values=metric)
         cells = cells.dropna()
         if cells.empty:
@@ -154,6 +167,9 @@ def rank_uncertainty(
         rank = stats.rankdata(-score, method="min", axis=0)
         low, high = np.percentile(rank, [2.5, 97.5], axis=1)
         frame = cells.index.to_frame(index=False)
+        split = [(c, v) for c, v in zip(apart, key, strict=True) if c not in frame]
+        for position, (column, value) in enumerate(split):
+            frame.insert(position, column, value)
         frame["P(first)"] = (rank == 1).mean(axis=1)
         frame["mean rank"] = rank.mean(axis=1)
         frame["rank low"], frame["rank high"] = low, high

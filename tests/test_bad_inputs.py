@@ -265,7 +265,11 @@ CASES = {
     ),
     "report-rows-pair": Case(
         ("report", "{runs}", "--out", "{tmp}/rep", "--rows", "method,pair"),
-        ("--rows cannot hold pair or seed",),
+        ("--rows cannot hold pair or seed", "--by pair"),
+    ),
+    "report-by-seed": Case(
+        ("report", "{runs}", "--out", "{tmp}/rep", "--by", "pair,seed"),
+        ("--by: 'seed' is not one of pair, teacher, student, protocol",),
     ),
     "report-selection-unknown": Case(
         ("report", "{runs}", "--selection", "best"), ("invalid choice: 'best'",)

@@ -184,6 +184,32 @@ def test_rank_uncertainty_counts_the_resamples_each_method_ranks_first(tmp_path:
     assert len(pd.read_csv(tmp_path / "ranks.csv")) == 3
 
 
+def test_by_pair_splits_the_comparison_and_the_ranks_per_pair(tmp_path: Path) -> None:
+    """dkd wins on one pair and loses on the other: pooled it ties 2/0/2, per pair the
+    signs hold (2/0/0, 0/0/2), and each pair ranks its own rows."""
+    accs = {("kd", TWO_PAIRS[0]): [0.70, 0.72], ("dkd", TWO_PAIRS[0]): [0.75, 0.76]}
+    accs |= {("kd", TWO_PAIRS[1]): [0.70, 0.72], ("dkd", TWO_PAIRS[1]): [0.66, 0.67]}
+    records = [
+        make_record(method, seed, acc, pair)
+        for (method, pair), values in accs.items()
+        for seed, acc in enumerate(values)
+    ]
+    pooled, _ = write_report(records, tmp_path / "pooled", "test")
+    assert pooled.comparison.set_index("method").loc["dkd", "W/T/L"] == "2/0/2"
+    split, _ = write_report(records, tmp_path / "split", "test", by=["pair"])
+    dkd = split.comparison.set_index(["pair", "method"]).loc[:, ["mean diff", "W/T/L"]]
+    assert dkd.loc[("mnist→mnistm", "dkd")].tolist() == [pytest.approx(4.5), "2/0/0"]
+    assert dkd.loc[("syndigits→mnist", "dkd")].tolist() == [pytest.approx(-4.5), "0/0/2"]
+    first = split.ranks.set_index(["pair", "method"])["P(first)"]
+    assert first["mnist→mnistm", "dkd"] == 1 and first["syndigits→mnist", "kd"] == 1
+    markdown = (tmp_path / "split" / "leaderboard.md").read_text()
+    assert "one comparison per pair" in markdown
+    assert "within each protocol and each pair" in markdown
+    assert "| pair " in markdown
+    with pytest.raises(XdkdError, match="--by: 'seed' is not one of pair, teacher"):
+        write_report(records, tmp_path / "bad", "test", by=["seed"])
+
+
 def test_wilcoxon_from_six_cells_and_ties_under_half_a_point(tmp_path: Path) -> None:
     pairs = [("mnist", "mnistm"), ("syndigits", "mnist")]
     records = grid({"kd": [0.70, 0.70, 0.70], "dkd": [0.703, 0.72, 0.68]}, pairs)
