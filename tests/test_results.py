@@ -42,7 +42,8 @@ def test_the_story_holds_in_every_seed(quick):
 
 def test_the_reference_folders_hold_their_pairs_runs():
     """results/reference/<pair>/records holds only the reference suite's runs of that pair,
-    and a pair with a leaderboard has every method of the suite in every seed."""
+    and a pair with a leaderboard has every method of the suite in every seed: a record, or
+    the failure the harness recorded (a diverged run is a result, kept with its reason)."""
     suite = load_suite(ROOT / "baselines" / "reference.yaml")
     keys: dict[str, set[str]] = {}
     for spec in expand(suite):
@@ -50,9 +51,9 @@ def test_the_reference_folders_hold_their_pairs_runs():
     folders = [p.parent for p in (ROOT / "results" / "reference").glob("*/records")]
     assert folders and len(suite.seeds) >= 3
     for folder in folders:
-        records, errors = load_runs(folder / "records")
-        assert records and not errors, folder
-        committed = {r.key for r in records}
+        records, failures = load_runs(folder / "records")
+        assert records, folder
+        committed = {r.key for r in records} | {f["key"] for f in failures}
         assert committed <= keys[folder.name], folder
         if (folder / "leaderboard.md").exists():
             assert committed == keys[folder.name], folder
