@@ -173,13 +173,16 @@ PLOTS: list[tuple[str, str, Callable[[pd.DataFrame, pd.DataFrame], Figure | str]
 def write_plots(
     table: pd.DataFrame, severity: pd.DataFrame, out_dir: Path
 ) -> tuple[list[Plot], list[str]]:
-    """Draw every plot the data supports as PNG and PDF; a note for each one skipped."""
+    """Draw every plot the data supports as PNG and PDF; a note for each one skipped, and its
+    files from an earlier report in `out_dir` removed, so none is read as these runs' plot."""
     out_dir.mkdir(parents=True, exist_ok=True)
     plots, notes = [], []
     for name, title, draw in PLOTS:
         figure = draw(table, severity)
         if isinstance(figure, str):
             notes.append(f"plot '{name}' skipped: {figure}")
+            for suffix in ("png", "pdf"):
+                (out_dir / f"{name}.{suffix}").unlink(missing_ok=True)
             continue
         figure.suptitle(title)
         for suffix in ("png", "pdf"):

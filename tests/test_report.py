@@ -210,6 +210,17 @@ def test_by_pair_splits_the_comparison_and_the_ranks_per_pair(tmp_path: Path) ->
         write_report(records, tmp_path / "bad", "test", by=["seed"])
 
 
+def test_a_report_over_an_earlier_one_removes_the_plots_it_skips(tmp_path: Path) -> None:
+    """Two students of different size draw the Pareto plot; a remade report whose runs all
+    have one size skips it, and the earlier report's files must not stay beside it."""
+    mixed = [make_record("kd", 0, 0.7), make_record("kd", 0, 0.8, student="resnet18")]
+    write_report(mixed, tmp_path, "test")
+    assert (tmp_path / "plots" / "pareto.png").is_file()
+    made, _ = write_report([make_record("kd", 0, 0.7)], tmp_path, "test")
+    assert "pareto" not in {plot.name for plot in made.plots}
+    assert not list((tmp_path / "plots").glob("pareto.*"))
+
+
 def test_wilcoxon_from_six_cells_and_ties_under_half_a_point(tmp_path: Path) -> None:
     pairs = [("mnist", "mnistm"), ("syndigits", "mnist")]
     records = grid({"kd": [0.70, 0.70, 0.70], "dkd": [0.703, 0.72, 0.68]}, pairs)
