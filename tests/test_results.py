@@ -1,6 +1,8 @@
-"""The committed default leaderboard (results/quick, what `make run` prints) tells its story in
-every seed, read from its records, not from a new run: the teacher is clearly better on the
-target than a source-only student, and both KD and the domain-aware method beat source-only."""
+"""The committed results are their suites' runs, read from the records, not from a new run:
+every results/<suite>/ holds exactly the runs of baselines/<suite>.yaml, the reference folders
+their pair's runs; and the default leaderboard (results/quick, what `make run` prints) tells
+its story in every seed: the teacher is clearly better on the target than a source-only
+student, and both KD and the domain-aware method beat source-only."""
 
 from pathlib import Path
 
@@ -25,12 +27,25 @@ def quick() -> dict[str, dict[int, float]]:
     }
 
 
-def test_the_records_are_the_default_suites_runs():
-    """A change to baselines/quick.yaml fails here until results/quick is remade from it."""
-    suite = load_suite(ROOT / "baselines" / "quick.yaml")
-    records, _ = load_runs(ROOT / "results" / "quick" / "records")
+SUITE_FOLDERS = sorted(
+    p.parent.name
+    for p in (ROOT / "results").glob("*/records")
+    if (ROOT / "baselines" / f"{p.parent.name}.yaml").exists()
+)
+
+
+@pytest.mark.parametrize("name", SUITE_FOLDERS)
+def test_a_suites_folder_holds_exactly_its_runs(name):
+    """A change to baselines/<name>.yaml fails here until results/<name> is remade from it."""
+    suite = load_suite(ROOT / "baselines" / f"{name}.yaml")
+    records, errors = load_runs(ROOT / "results" / name / "records")
+    assert not errors
     assert {r.key for r in records} == {spec.key for spec in expand(suite)}
-    assert len(suite.seeds) >= 3
+
+
+def test_the_default_suite_has_three_seeds():
+    assert "quick" in SUITE_FOLDERS
+    assert len(load_suite(ROOT / "baselines" / "quick.yaml").seeds) >= 3
 
 
 def test_the_story_holds_in_every_seed(quick):
