@@ -107,7 +107,7 @@ def comparison_caption(references: list[str], selection: str, by: Sequence[str] 
 
 
 def ranks_caption(selection: str, by: Sequence[str] = ()) -> str:
-    within = "each protocol" + "".join(f" and each {column}" for column in by)
+    within = "each protocol" + "".join(f" and each {c}" for c in by if c != "protocol")
     return (
         f"How sure each rank is: over {BOOTSTRAP_RESAMPLES} bootstrap resamples of the seeds "
         "(each pair's seeds drawn with replacement, one draw for every row, so rows stay "

@@ -206,6 +206,8 @@ def test_by_pair_splits_the_comparison_and_the_ranks_per_pair(tmp_path: Path) ->
     assert "one comparison per pair" in markdown
     assert "within each protocol and each pair" in markdown
     assert "| pair " in markdown
+    protocols, _ = write_report(records, tmp_path / "protocols", "test", by=["protocol"])
+    assert protocols.ranks_caption.count("protocol") == 1  # rows rank per protocol anyway
     with pytest.raises(XdkdError, match="--by: 'seed' is not one of pair, teacher"):
         write_report(records, tmp_path / "bad", "test", by=["seed"])
 
