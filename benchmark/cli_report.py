@@ -18,23 +18,27 @@ def _command_line() -> str:
     return "xdkd " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
+def names(text: str | None) -> list[str]:
+    """A comma-separated flag's names, blanks dropped (`--rows`, `--reference`, `--by`)."""
+    return [name.strip() for name in (text or "").split(",") if name.strip()]
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from benchmark.files import output_directory
     from benchmark.report import write_report
     from benchmark.tidy import load_runs
 
     records, errors = load_runs(Path(args.runs_dir))
-    rows = [r.strip() for r in args.rows.split(",") if r.strip()] if args.rows else None
     out = output_directory(Path(args.out), "--out")
     _, text = write_report(
         records,
         out,
         _command_line(),
-        rows=rows,
+        rows=names(args.rows) or None,
         selection=args.selection,
-        references=[r.strip() for r in args.reference.split(",") if r.strip()],
+        references=names(args.reference),
         errors=errors,
-        by=[c.strip() for c in args.by.split(",") if c.strip()] if args.by else (),
+        by=names(args.by),
     )
     print(text)
     return 0

@@ -91,15 +91,11 @@ class Report:
 
 
 def comparison_caption(references: list[str], selection: str, by: Sequence[str] = ()) -> str:
-    pooled = (
-        f"paired over seeds, one comparison per {' and '.join(by)}"
-        if by
-        else ("paired over seeds and pairs")
-    )
+    pooled = f", one comparison per {' and '.join(by)}" if by else " and pairs"
     return (
         f"Target accuracy minus the reference method's ({', '.join(references)}: the "
         "`against` column), in points, per (pair, teacher, student, protocol, seed) cell "
-        f"(within each cell of a grid), {pooled}; model selection: "
+        f"(within each cell of a grid), paired over seeds{pooled}; model selection: "
         f"{RULES[selection].caption}. W/T/L: wins, ties (|difference| < {TIE_POINTS} "
         f"points), losses. Test: two-sided Wilcoxon signed-rank where n ≥ {WILCOXON_MIN_N}, "
         "else paired t-test; none under 2 cells."
