@@ -117,6 +117,21 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def test_a_starting_worker_imports_nothing_heavy_before_it_is_bound_to_its_driver():
+    """A spawned worker unpickles its entry point and its setup, then asks to die with its
+    driver: if that pulled in torch first, a driver killed during those seconds of imports
+    would leave the worker running until they ended."""
+    code = (
+        "import pickle, sys\n"
+        "from benchmark.worker_start import WorkerSetup, start\n"
+        "pickle.loads(pickle.dumps((start, WorkerSetup('cpu', None, 1))))\n"
+        "print(sorted(m for m in ('torch', 'numpy', 'benchmark.harness') if m in sys.modules))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.strip() == "[]"
+
+
 def check_one_valid_record_per_spec(suite: Path, out: Path) -> list[RunRecord]:
     specs = expand(load_suite(suite))
     records = RunStore(out).records()  # every record.json parses as a RunRecord
@@ -166,7 +181,8 @@ def test_sigkill_of_driver_and_workers_at_random_moments_loses_and_repeats_nothi
 def test_two_drivers_on_one_directory_share_the_work(tiny_suite, tmp_path):
     suite = tiny_suite(methods=["teacher", "source_only"], **SMALL)
     out = tmp_path / "runs"
-    drivers = [xdkd_run(suite, out, "--workers", "1") for _ in range(2)]
+    # each runs its tasks itself: the claims are the store's, whatever runs the task
+    drivers = [xdkd_run(suite, out, "--workers", "0") for _ in range(2)]
     outputs = [driver.communicate(timeout=300)[0] for driver in drivers]
     assert [driver.returncode for driver in drivers] == [0, 0], outputs
     records = check_one_valid_record_per_spec(suite, out)

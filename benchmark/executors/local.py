@@ -4,8 +4,9 @@ Each worker is a spawned process that builds its harness once (CUDA initialised 
 teachers and device-resident data kept across runs) and takes one task at a time from its
 own queue. With GPUs there are `jobs_per_gpu` workers per visible GPU, each pinned to its GPU
 through CUDA_VISIBLE_DEVICES; on CPU the cores are split evenly between the workers. Workers
-die with the driver (PR_SET_PDEATHSIG, and a parent check while idle), so a killed driver
-leaves no orphan behind; a worker that dies mid-run is replaced and its task handed out
+die with the driver (PR_SET_PDEATHSIG, requested in `benchmark.worker_start` before torch is
+imported, and a parent check while idle), so a killed driver leaves no orphan behind, even
+one still starting; a worker that dies mid-run is replaced and its task handed out
 again, and a task that kills two workers is recorded as failed.
 
 `workers=0` runs every task in the driver process itself, with per-run progress bars: the
@@ -14,13 +15,10 @@ way to debug a method.
 
 from __future__ import annotations
 
-import ctypes
 import multiprocessing
 import os
 import queue
-import signal
 import time
-from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 
@@ -34,19 +32,10 @@ from benchmark.harness import Harness
 from benchmark.machine import usable_cpus
 from benchmark.specs import RunSpec, TeacherSpec
 from benchmark.store import RunStore
+from benchmark.worker_start import WorkerSetup, start
 
 POLL_S = 0.5
 MAX_WORKER_DEATHS = 2  # per task: a task that kills this many workers is recorded as failed
-
-
-@dataclass(frozen=True)
-class WorkerSetup:
-    """What one worker process runs on: a device name, the GPU it is pinned to (None on
-    CPU) and its share of CPU threads."""
-
-    device: str
-    gpu: int | None
-    threads: int
 
 
 def worker_setups(
@@ -66,15 +55,6 @@ def worker_setups(
     return [WorkerSetup("cuda:0", gpus_used[i % len(gpus_used)], threads) for i in range(count)]
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL this process when its parent dies (no-op elsewhere)."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
 def worker_main(
     driver: int,
     root: str,
@@ -83,10 +63,8 @@ def worker_main(
     tasks: multiprocessing.Queue,
     results,
 ) -> None:
-    _die_with_parent()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
-    if os.getppid() != driver:  # the driver died while this process was starting
-        return
+    """The worker's loop (entered through `benchmark.worker_start.start`, which has already
+    bound the process to its driver's life)."""
     torch.set_num_threads(setup.threads)
     from benchmark.provenance import resolve_device
 
@@ -117,7 +95,7 @@ class Worker:
 
     def _start(self, context, root: Path, retry_failed: bool, results) -> BaseProcess:
         process = context.Process(
-            target=worker_main,
+            target=start,
             args=(os.getpid(), str(root), self.setup, retry_failed, self.tasks, results),
             name=f"xdkd-worker-{self.index}",
             daemon=False,  # a worker may start DataLoader workers to stream big domains
