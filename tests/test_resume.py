@@ -4,6 +4,7 @@ numbers it would have reached uninterrupted; the checkpoint is gone once the rec
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -14,20 +15,29 @@ from pathlib import Path
 import pytest
 import torch
 
-EPOCHS = 4
+from benchmark.cli import main
+
+EPOCHS = 3
 
 
-def xdkd_run(suite: Path, out: Path) -> subprocess.Popen:
-    command = [sys.executable, "-m", "benchmark.cli", "run", str(suite), "--out", str(out)]
-    command += ["--results", str(out / "results"), "--device", "cpu", "--no-progress"]
-    command += ["--workers", "0"]  # the same threads in every run: same sums, same numbers
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def run_argv(suite: Path, out: Path) -> list[str]:
+    argv = ["run", str(suite), "--out", str(out), "--results", str(out / "results")]
+    return argv + ["--device", "cpu", "--no-progress", "--workers", "0"]
 
 
-def finished(process: subprocess.Popen) -> str:
-    output = process.communicate(timeout=600)[0]
-    assert process.returncode == 0, output
-    return output
+def run_here(suite: Path, out: Path) -> None:
+    """An `xdkd run` in this process (no second start-up of torch to pay)."""
+    assert main(run_argv(suite, out)) == 0
+
+
+def run_to_kill(suite: Path, out: Path) -> subprocess.Popen:
+    """An `xdkd run` in a process of its own, with this process's thread count: the same
+    threads, the same sums, the same numbers."""
+    command = [sys.executable, "-m", "benchmark.cli", *run_argv(suite, out)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    return subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
 
 
 def checkpointed_epoch(out: Path) -> int:
@@ -46,7 +56,7 @@ def only_record(out: Path) -> dict:
 
 
 @pytest.mark.long
-def test_a_run_killed_mid_training_resumes_to_the_same_numbers(tiny_suite, tmp_path):
+def test_a_run_killed_mid_training_resumes_to_the_same_numbers(tiny_suite, tmp_path, capsys):
     recipe = {"epochs": EPOCHS, "batch_size": 64, "lr": 0.003}
     suite = tiny_suite(
         pairs=[{"source": "optdigits", "target": "mnist"}],
@@ -57,10 +67,10 @@ def test_a_run_killed_mid_training_resumes_to_the_same_numbers(tiny_suite, tmp_p
         heldout=["syndigits"],
     )
     whole = tmp_path / "whole"
-    finished(xdkd_run(suite, whole))
+    run_here(suite, whole)
     killed = tmp_path / "killed"
     shutil.copytree(whole / "teachers", killed / "teachers")  # its student trains at once
-    run = xdkd_run(suite, killed)
+    run = run_to_kill(suite, killed)
     deadline = time.monotonic() + 300
     while checkpointed_epoch(killed) < 2 and run.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -69,8 +79,10 @@ def test_a_run_killed_mid_training_resumes_to_the_same_numbers(tiny_suite, tmp_p
     run.wait()
     epoch = checkpointed_epoch(killed)
     assert 2 <= epoch < EPOCHS
-    output = finished(xdkd_run(suite, killed))
-    assert f"epoch {epoch} done" in output
+    capsys.readouterr()
+    run_here(suite, killed)
+    output = capsys.readouterr()
+    assert f"epoch {epoch} done" in output.out + output.err
     a, b = only_record(whole), only_record(killed)
     assert b["training"]["resumed_epochs"] == epoch and a["training"]["resumed_epochs"] == 0
     assert a["curves"] == b["curves"]
