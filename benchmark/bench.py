@@ -262,14 +262,17 @@ def reference_step(
 
 
 def fast_path_variants(device: torch.device) -> list[tuple[str, FastPath]]:
-    """`off`, then one setting added at a time up to `max`: what each setting buys."""
-    full = FastPath.for_device(device, "max")
+    """`off`, then one setting added at a time up to `max` (`auto`'s settings first, then
+    those only `max` has on this device): what each setting buys."""
+    auto, full = FastPath.for_device(device, "auto"), FastPath.for_device(device, "max")
+    settings = ("channels_last", "tf32", "bf16_autocast", "fused_adamw", "cudnn_benchmark")
+    in_order = [s for s in settings if getattr(auto, s)]
+    in_order += [s for s in settings if getattr(full, s) and not getattr(auto, s)]
     variants, current = [("off", FastPath())], FastPath(mode="auto")
-    for setting in ("channels_last", "tf32", "bf16_autocast", "fused_adamw", "cudnn_benchmark"):
-        if getattr(full, setting):
-            mode = "max" if setting == "cudnn_benchmark" else "auto"
-            current = replace(current, mode=mode, **{setting: True})
-            variants.append((f"+{setting}", current))
+    for setting in in_order:
+        mode = "auto" if getattr(auto, setting) else "max"
+        current = replace(current, mode=mode, **{setting: True})
+        variants.append((f"+{setting}", current))
     return variants
 
 
@@ -281,6 +284,7 @@ class Row:
     img_s: float
     steps_s: float
     warmup_s: float
+    fast_path: str = ""  # the suite's loops: the mode their settings belong to (off, auto, max)
 
 
 def train_rows(
@@ -294,21 +298,24 @@ def train_rows(
     """The suite's loop per fast-path variant, then the reference loop."""
     domains, models = job_domains(job), initial_models(job)
     per_step = 2 * job.batch_size  # a source and a target batch
-    builders: list[tuple[str, Callable[[], Callable[[], None]]]] = [
-        (f"suite, fast path {name}", partial(suite_step, job, domains, models, device, fast))
+    builders: list[tuple[str, str, Callable[[], Callable[[], None]]]] = [
+        (
+            f"suite, fast path {name}",
+            fast.mode,
+            partial(suite_step, job, domains, models, device, fast),
+        )
         for name, fast in fast_path_variants(device)
     ]
     if compile_student:
         fast = FastPath.for_device(device, "auto")
-        builders.append(
-            ("suite, auto + compile", partial(suite_step, job, domains, models, device, fast, True))
-        )
+        compiled = partial(suite_step, job, domains, models, device, fast, True)
+        builders.append(("suite, auto + compile", "auto", compiled))
     reference = partial(reference_step, job, domains, models, device, workers)
-    builders.append((REFERENCE_LOOP, reference))
+    builders.append((REFERENCE_LOOP, "", reference))
     rows = []
-    for name, build in builders:  # each built just before it is timed (backend switches)
+    for name, mode, build in builders:  # each built just before it is timed (backend switches)
         warm, seconds = timed(build(), warmup, steps, device)
-        rows.append(Row(name, steps * per_step / seconds, steps / seconds, warm))
+        rows.append(Row(name, steps * per_step / seconds, steps / seconds, warm, mode))
     return rows
 
 
@@ -374,9 +381,10 @@ def scaling_rows(
 def summary(job: Job, device: torch.device, rows: list[Row], evaluation: dict) -> dict:
     """The JSON of one bench: the job, the device, every loop, and the keys the issue asks."""
     suite = next(r for r in rows if r.loop == "suite, fast path off")
-    best = max((r for r in rows if r.loop.startswith("suite")), key=lambda r: r.img_s)
-    default = [r for r in rows if r.loop.startswith("suite") and "cudnn" not in r.loop]
-    chosen = next(r for r in reversed(default) if "compile" not in r.loop)
+    best = max((r for r in rows if r.fast_path), key=lambda r: r.img_s)
+    default = [r for r in rows if r.fast_path == "auto" and "compile" not in r.loop]
+    chosen = default[-1] if default else suite  # all of `auto`'s settings: what a run uses
+    full = [r for r in rows if r.fast_path == "max"]  # all of `max`'s, where it adds any
     reference = rows[-1]
     return {
         "job": job.name,
@@ -393,6 +401,11 @@ def summary(job: Job, device: torch.device, rows: list[Row], evaluation: dict) -
         "train_ratio": chosen.img_s / reference.img_s,
         "fast_path_gain": chosen.img_s / suite.img_s,
         "best_suite_loop": best.loop,
+        **(
+            {"max_fast_path": full[-1].loop, "max_train_ratio": full[-1].img_s / reference.img_s}
+            if full
+            else {}
+        ),
         **evaluation,
         "loops": [vars(r) for r in rows],
     }

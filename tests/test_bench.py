@@ -5,12 +5,16 @@ import json
 import pytest
 import torch
 
+from benchmark import fastpath
 from benchmark.bench import fast_path_variants, generated_images
 from benchmark.cli import main
 
 
 @pytest.mark.long
-def test_the_bench_prints_every_loop_and_writes_the_json_and_the_scaling_files(tmp_path, capsys):
+def test_the_bench_prints_every_loop_and_writes_the_json_and_the_scaling_files(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setattr(fastpath, "cpu_has_bf16_units", lambda: True)  # as this CPU of ours
     path = tmp_path / "out" / "bench.json"
     argv = ["bench", "--device", "cpu", "--steps", "1", "--eval-images", "20", "--workers", "1"]
     argv += ["--scaling", "--scaling-sizes", "32", "40", "--scaling-batches", "2", "4"]
@@ -21,16 +25,23 @@ def test_the_bench_prints_every_loop_and_writes_the_json_and_the_scaling_files(t
     assert loops == [
         "suite, fast path off",
         "suite, fast path +channels_last",
+        "suite, fast path +bf16_autocast",
         "reference (DataLoader, v2, NCHW)",
     ]
+    assert [loop["fast_path"] for loop in result["loops"]] == ["off", "auto", "max", ""]
     for key in ("suite_train_img_s", "reference_train_img_s", "eval_img_s", "teacher_eval_img_s"):
         assert result[key] > 0
     assert result["train_ratio"] == pytest.approx(
         result["suite_train_img_s"] / result["reference_train_img_s"]
     )
-    assert result["suite_fast_path"] == "+channels_last"
+    assert result["suite_fast_path"] == "+channels_last"  # auto's: what a run uses
+    assert result["max_fast_path"] == "suite, fast path +bf16_autocast"
+    assert result["max_train_ratio"] == pytest.approx(
+        result["loops"][2]["img_s"] / result["reference_train_img_s"]
+    )
     printed = capsys.readouterr().out
     assert "train_ratio" in printed and "reference (DataLoader, v2, NCHW)" in printed
+    assert "max_train_ratio (suite, fast path +bf16_autocast" in printed
     lines = (tmp_path / "scaling.csv").read_text().splitlines()
     assert lines[0] == "image_size,batch_size,train_img_s,step_ms" and len(lines) == 5
     assert [row["image_size"] for row in result["scaling"]] == [32, 32, 40, 40]
@@ -54,10 +65,15 @@ def test_bad_bench_options_are_one_line(argv, message, capsys):
     assert message in error and len(error.strip().splitlines()) == 1
 
 
-def test_each_fast_path_variant_adds_one_setting():
+@pytest.mark.parametrize("bf16_units", [False, True])
+def test_each_fast_path_variant_adds_one_setting(monkeypatch, bf16_units):
+    monkeypatch.setattr(fastpath, "cpu_has_bf16_units", lambda: bf16_units)
     variants = fast_path_variants(torch.device("cpu"))
-    assert [name for name, _ in variants] == ["off", "+channels_last"]
+    names = ["off", "+channels_last"] + ["+bf16_autocast"] * bf16_units
+    assert [name for name, _ in variants] == names
+    assert [fast.mode for _, fast in variants] == ["off", "auto"] + ["max"] * bf16_units
     assert variants[1][1].channels_last and not variants[0][1].channels_last
+    assert all(fast.channels_last for _, fast in variants[1:])
 
 
 def test_generated_images_carry_their_class_in_their_colour():

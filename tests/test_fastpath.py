@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from benchmark import fastpath
 from benchmark.config import Recipe
 from benchmark.data.tensors import DeviceSplit
 from benchmark.errors import XdkdError
@@ -29,6 +30,17 @@ def test_auto_on_cpu_is_channels_last_only_and_off_is_nothing():
     switches = {k: v for k, v in FastPath().settings().items() if k != "mode"}
     assert switches == {k: k == "inference_mode" for k in switches}
     assert FastPath.for_device(CPU, "max").cudnn_benchmark is False  # CUDA only
+
+
+@pytest.mark.parametrize("bf16_units", [False, True])
+def test_max_on_cpu_adds_bf16_only_where_the_cpu_has_bf16_units(monkeypatch, bf16_units):
+    monkeypatch.setattr(fastpath, "cpu_has_bf16_units", lambda: bf16_units)
+    full = FastPath.for_device(CPU, "max")
+    assert full.bf16_autocast is bf16_units and full.channels_last
+    assert not FastPath.for_device(CPU, "auto").bf16_autocast  # auto keeps fp32 on CPU
+    assert torch.is_autocast_enabled("cpu") is False
+    with full.autocast(CPU):
+        assert torch.is_autocast_enabled("cpu") is bf16_units
 
 
 def test_the_mode_comes_from_the_environment_and_a_bad_one_is_one_line(monkeypatch):
@@ -93,6 +105,17 @@ def test_the_fast_path_is_bit_identical_run_to_run_and_keeps_its_layout():
     first, second = _train(auto), _train(auto)
     assert all(torch.equal(first[k], second[k]) for k in first)
     assert first["stages.0.0.weight"].is_contiguous(memory_format=torch.channels_last)
+
+
+def test_cpu_bf16_training_is_bit_identical_run_to_run_and_differs_from_fp32():
+    """`max` on a CPU with bf16 units: a fixed choice of kernels, so the same numbers every
+    run, and other numbers than auto's (why it is not in auto)."""
+    bf16 = FastPath(mode="max", channels_last=True, bf16_autocast=True)
+    first, second = _train(bf16), _train(bf16)
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    fp32 = _train(FastPath.for_device(CPU, "auto"))
+    assert not torch.equal(first["fc.weight"], fp32["fc.weight"])
+    assert first["fc.weight"].dtype == torch.float32  # autocast: the weights stay fp32
 
 
 def test_compile_is_written_only_when_on_so_old_keys_stand():
