@@ -268,7 +268,8 @@ def add_executor_options(run: argparse.ArgumentParser) -> None:
         choices=["auto", "max", "off"],
         help="auto: channels-last, inference mode and, on CUDA, bf16 autocast, TF32 and "
         "fused AdamW, bit-identical run to run; max: also cuDNN autotuning (not "
-        "bit-identical); off: none (default: $XDKD_FAST_PATH, else auto)",
+        "bit-identical) and, on a CPU with bf16 units, bf16 autocast (other numbers than "
+        "auto's); off: none (default: $XDKD_FAST_PATH, else auto)",
     )
     slurm = run.add_argument_group("Slurm (--executor slurm)")
     slurm.add_argument("--slurm-partition", metavar="NAME", help="partition (-p)")
