@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -144,12 +145,14 @@ def check_one_valid_record_per_spec(suite: Path, out: Path) -> list[RunRecord]:
 @pytest.mark.long
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads worker pids from /proc")
 def test_sigkill_of_driver_and_workers_at_random_moments_loses_and_repeats_nothing(
-    tiny_suite, tmp_path
+    tiny_suite, tiny_sweep, tmp_path
 ):
     suite = tiny_suite(**SMALL)
     out = tmp_path / "runs"
+    shutil.copytree(tiny_sweep / "runs" / "teachers", out / "teachers")  # saved: never again
+    (saved,) = (out / "teachers").glob("*/teacher.json")
+    teacher_json = saved.read_text()
     rng = random.Random(7)
-    teacher_json = None
     for _ in range(2):
         driver = xdkd_run(suite, out, "--workers", "2")
         time.sleep(rng.uniform(3, 9))
@@ -164,15 +167,12 @@ def test_sigkill_of_driver_and_workers_at_random_moments_loses_and_repeats_nothi
         while any(map(alive, workers)) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not any(map(alive, workers)), "workers outlived their driver"
-        for saved in (out / "teachers").glob("*/teacher.json"):
-            teacher_json = teacher_json or saved.read_text()
-            assert saved.read_text() == teacher_json, "a saved teacher was trained again"
+        assert saved.read_text() == teacher_json, "a saved teacher was trained again"
     final = xdkd_run(suite, out, "--workers", "2")
     output = final.communicate(timeout=300)[0]
     assert final.returncode == 0, output
     records = check_one_valid_record_per_spec(suite, out)
-    (saved,) = (out / "teachers").glob("*/teacher.json")
-    assert teacher_json in (None, saved.read_text())
+    assert saved.read_text() == teacher_json, "a saved teacher was trained again"
     assert len({record.teachers[0]["train_wall_time_s"] for record in records}) == 1
     assert main(["status", str(out)]) == 0
 
