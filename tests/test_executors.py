@@ -168,9 +168,9 @@ def test_sigkill_of_driver_and_workers_at_random_moments_loses_and_repeats_nothi
             time.sleep(0.1)
         assert not any(map(alive, workers)), "workers outlived their driver"
         assert saved.read_text() == teacher_json, "a saved teacher was trained again"
-    final = xdkd_run(suite, out, "--workers", "2")
-    output = final.communicate(timeout=300)[0]
-    assert final.returncode == 0, output
+    # a third driver, this test's process, finishes what the killed ones left
+    argv = ["run", str(suite), "--out", str(out), "--results", str(out / "results")]
+    assert main([*argv, "--device", "cpu", "--no-progress", "--workers", "0"]) == 0
     records = check_one_valid_record_per_spec(suite, out)
     assert saved.read_text() == teacher_json, "a saved teacher was trained again"
     assert len({record.teachers[0]["train_wall_time_s"] for record in records}) == 1
