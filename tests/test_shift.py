@@ -8,6 +8,7 @@ from benchmark.data.domains import load_domain
 from benchmark.data.setting import Part
 from benchmark.data.tensors import DeviceSplit
 from benchmark.evaluate import accuracy
+from benchmark.fastpath import FastPath
 from benchmark.methods.source_only import SourceOnly
 from benchmark.models import create_backbone
 from benchmark.train import TrainData, fit
@@ -22,11 +23,23 @@ def split(name: str, part: str) -> DeviceSplit:
 @pytest.mark.long
 def test_a_cnn_trained_on_mnist_falls_on_the_other_domains():
     torch.manual_seed(0)
-    model = create_backbone(BackboneSpec(name="lenet"), 10)
+    fast = FastPath.for_device(torch.device("cpu"), "auto")  # trained as a run trains it
+    model = fast.prepare(create_backbone(BackboneSpec(name="lenet"), 10))
     data = TrainData(sources=[Part("mnist", "mnist", split("mnist", "train"))])
     recipe = Recipe(epochs=2, batch_size=64, lr=0.003)
     method = SourceOnly("source_only")
-    fit(model, None, method, data, recipe, torch.Generator(), "shift", select=False, progress=False)
+    fit(
+        model,
+        None,
+        method,
+        data,
+        recipe,
+        torch.Generator(),
+        "shift",
+        select=False,
+        progress=False,
+        fast=fast,
+    )
     in_domain = accuracy(model, split("mnist", "test"))
     assert in_domain > 0.93
     for other in ("mnistm", "syndigits"):
