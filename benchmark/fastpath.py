@@ -10,19 +10,21 @@ every record (`training.fast_path`, `evaluation_fast_path`).
   and inference mode measured no faster here.
 - CUDA only: bf16 autocast of forward passes and losses (no loss scaling is needed for bf16),
   TF32 matmuls and convolutions, fused AdamW (one kernel for the whole update).
-- `max` adds cuDNN autotuning (`cudnn.benchmark`), which picks convolution algorithms by
-  timing them, so two runs may pick differently; and on a CPU with bf16 units (AVX512-BF16 or
-  AMX), bf16 autocast. On this project's 2-core AVX512-BF16 CPU it made the digits bench's
-  training loop 1.8x faster; it is not in `auto` on CPU because the committed results were
-  trained in fp32 on CPU, and `auto` reproduces them bit for bit. A CPU without bf16 units
-  would emulate it (3.6x slower, measured on an earlier machine), so it is never used there.
+- `max` adds cuDNN autotuning (`cudnn.benchmark`), which picks convolution algorithms by timing
+  them, so two runs may pick differently; and on a CPU with bf16 units (AVX512-BF16 or AMX),
+  bf16 autocast. On this project's 2-core AVX512-BF16 CPU it made the digits bench's training
+  loop 1.65-1.98x faster (four paired calls); it is not in `auto` on CPU because the committed
+  results were trained in fp32 on CPU, and `auto` reproduces them bit for bit. A CPU without
+  bf16 units would emulate it (3.6x slower, measured on an earlier machine), so it is never
+  used there.
 
 Determinism policy: on one device, `auto` (the default) and `off` give bit-identical numbers
 for the same spec and seed: every setting of `auto` is a fixed choice of kernels, and cuDNN
-stays in deterministic mode. `max` gives that up for cuDNN's autotuner. The layout and the
-CUDA settings round differently from `off`, so `auto` and `off` differ from each other within
-floating-point noise; the mode is recorded, never hashed into the run key. `torch.compile` is
-a recipe setting (`compile: true`), hashed into the key since it changes the numbers.
+stays in deterministic mode. `max` gives that up for cuDNN's autotuner (its CPU bf16 stays
+bit-identical run to run, a fixed choice of kernels too). The layout and the CUDA settings
+round differently from `off`, so `auto` and `off` differ from each other within floating-point
+noise; the mode is recorded, never hashed into the run key. `torch.compile` is a recipe setting
+(`compile: true`), hashed into the key since it changes the numbers.
 """
 
 from __future__ import annotations
