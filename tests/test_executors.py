@@ -90,10 +90,20 @@ def test_a_claimed_run_is_not_run_twice(tiny_suite, tmp_path):
     assert not store.has_record(spec) and not store.is_running(spec.key)
 
 
+def run_argv(suite: Path, out: Path, *extra: str) -> list[str]:
+    argv = ["run", str(suite), "--out", str(out), "--results", str(out / "results")]
+    return [*argv, "--device", "cpu", "--no-progress", *extra]
+
+
 def xdkd_run(suite: Path, out: Path, *extra: str) -> subprocess.Popen:
-    command = [sys.executable, "-m", "benchmark.cli", "run", str(suite), "--out", str(out)]
-    command += ["--results", str(out / "results"), "--device", "cpu", "--no-progress", *extra]
+    """A driver in a process of its own."""
+    command = [sys.executable, "-m", "benchmark.cli", *run_argv(suite, out, *extra)]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def run_here(suite: Path, out: Path) -> int:
+    """A driver in this test's process, running its tasks itself (no start-up of torch)."""
+    return main(run_argv(suite, out, "--workers", "0"))
 
 
 def spawned_workers(driver: int) -> list[int]:
@@ -169,8 +179,7 @@ def test_sigkill_of_driver_and_workers_at_random_moments_loses_and_repeats_nothi
         assert not any(map(alive, workers)), "workers outlived their driver"
         assert saved.read_text() == teacher_json, "a saved teacher was trained again"
     # a third driver, this test's process, finishes what the killed ones left
-    argv = ["run", str(suite), "--out", str(out), "--results", str(out / "results")]
-    assert main([*argv, "--device", "cpu", "--no-progress", "--workers", "0"]) == 0
+    assert run_here(suite, out) == 0
     records = check_one_valid_record_per_spec(suite, out)
     assert saved.read_text() == teacher_json, "a saved teacher was trained again"
     assert len({record.teachers[0]["train_wall_time_s"] for record in records}) == 1
@@ -186,8 +195,7 @@ def test_two_drivers_on_one_directory_share_the_work(tiny_suite, tmp_path, capsy
     other = xdkd_run(suite, out, "--workers", "0")
     first_line = other.stdout.readline()  # printed once torch is up: both plan at once now
     assert other.poll() is None, "the other driver ended before this one started"
-    argv = ["run", str(suite), "--out", str(out), "--results", str(out / "results")]
-    here = main([*argv, "--device", "cpu", "--no-progress", "--workers", "0"])
+    here = run_here(suite, out)
     outputs = [capsys.readouterr().out, first_line + other.communicate(timeout=300)[0]]
     assert [here, other.returncode] == [0, 0], outputs
     records = check_one_valid_record_per_spec(suite, out)
