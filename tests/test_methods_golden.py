@@ -2,7 +2,9 @@
 
 The expected values in `fixtures/golden_losses.json` were computed in plain numpy by
 `fixtures/make_golden.py`, independently of the torch code. The losses run in float64 here,
-so a mismatch beyond 1e-5 is a formula error, not rounding.
+so a mismatch beyond 1e-5 is a formula error, not rounding. The `*_with_defaults` cases run a
+method's loss functions with the weights of its `defaults`, against the published weights
+written out in numpy: a changed default fails them.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from benchmark.methods.ab import ab_loss
 from benchmark.methods.adda_kd import adda_discriminator_loss, adda_encoder_loss
 from benchmark.methods.amalgamation import common_space_mmd, reconstruction_loss
 from benchmark.methods.at import at_loss
-from benchmark.methods.cc import cc_loss
+from benchmark.methods.cc import CC, cc_loss
 from benchmark.methods.crd import crd_nce_loss
 from benchmark.methods.dafl import (
     dafl_activation_loss,
@@ -30,17 +33,17 @@ from benchmark.methods.dist import dist_loss
 from benchmark.methods.dkd import dkd_loss
 from benchmark.methods.ensemble_kd import ensemble_kd_loss
 from benchmark.methods.fitnet import fitnet_loss
-from benchmark.methods.ft import ft_loss
+from benchmark.methods.ft import FT, ft_loss
 from benchmark.methods.kd import kd_loss
 from benchmark.methods.kd3a import kd3a_loss
 from benchmark.methods.kd_ls import kd_ls_loss
 from benchmark.methods.meta_dmoe import meta_dmoe_inner_loss
-from benchmark.methods.mlkd import mlkd_loss
+from benchmark.methods.mlkd import MLKD, mlkd_loss, mlkd_weighted_terms
 from benchmark.methods.mme import minimax_entropy_loss
 from benchmark.methods.mt_mtda import mt_mtda_loss
 from benchmark.methods.nst import nst_loss
 from benchmark.methods.pkt import pkt_loss
-from benchmark.methods.reviewkd import hcl_loss
+from benchmark.methods.reviewkd import ReviewKD, hcl_loss, reviewkd_term
 from benchmark.methods.rkd import rkd_angle_loss, rkd_distance_loss
 from benchmark.methods.sp import sp_loss
 from benchmark.methods.sskd import sskd_ss_loss, sskd_tf_loss
@@ -49,6 +52,41 @@ from benchmark.methods.vid import vid_loss
 from benchmark.methods.zskt import zskt_divergence, zskt_generator_loss
 
 GOLDEN = Path(__file__).parent / "fixtures" / "golden_losses.json"
+
+
+def mlkd_with_defaults(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor
+) -> torch.Tensor:
+    """MLKD's cross-entropy and three terms, weighted by `MLKD.defaults`."""
+    p = MLKD.defaults
+    terms = mlkd_weighted_terms(
+        student_logits,
+        teacher_logits,
+        list(p["temperatures"]),
+        p["instance_weight"],
+        p["batch_weight"],
+        p["class_weight"],
+    )
+    return p["ce_weight"] * F.cross_entropy(student_logits, labels) + sum(terms.values())
+
+
+def reviewkd_with_defaults(
+    student_maps: list[torch.Tensor], teacher_maps: list[torch.Tensor], progress: float
+) -> torch.Tensor:
+    """The ReviewKD term at `progress`, weighted and warmed up by `ReviewKD.defaults`."""
+    p = ReviewKD.defaults
+    return reviewkd_term(student_maps, teacher_maps, progress, p["weight"], p["warmup_fraction"])
+
+
+def ft_with_defaults(student_factor: torch.Tensor, teacher_factor: torch.Tensor) -> torch.Tensor:
+    return FT.defaults["weight"] * ft_loss(student_factor, teacher_factor)
+
+
+def cc_with_defaults(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    p = CC.defaults
+    return p["weight"] * cc_loss(student, teacher, p["gamma"], int(p["order"]))
+
+
 LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     "kd_loss": kd_loss,
     "dkd_loss": dkd_loss,
@@ -85,6 +123,10 @@ LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     "zskt_divergence": zskt_divergence,
     "zskt_generator_loss": zskt_generator_loss,
     "meta_dmoe_inner_loss": meta_dmoe_inner_loss,
+    "mlkd_with_defaults": mlkd_with_defaults,
+    "reviewkd_with_defaults": reviewkd_with_defaults,
+    "ft_with_defaults": ft_with_defaults,
+    "cc_with_defaults": cc_with_defaults,
 }
 CASES = json.loads(GOLDEN.read_text())["cases"]
 

@@ -16,9 +16,11 @@ code's `/ 1000 * 3` on that sum), CE weight 1.
 
 Only the sign of the teacher's response matters, and the suite's stage maps are taken after
 the ReLU, whose output is positive exactly where its input is, so the teacher's activation
-boundaries are intact. Stages are the matched pairs of `adapters.match_stages`; where spatial
-sizes differ both maps are average-pooled to the smaller first (a pooled teacher position is
-active where any of its pixels is).
+boundaries are intact. Stages are the matched pairs of `adapters.stage_pairs`: the networks'
+stages but a stem (a ResNet's `act1`, see `adapters`), as RepDistiller's code connects
+`feat[1:-1]`, the stages after the stem; where spatial sizes differ both maps are
+average-pooled to the smaller first (a pooled teacher position is active where any of its
+pixels is).
 
 Deviations:
 - the paper transfers boundaries in a separate initialisation phase (AB loss alone, 30 of
@@ -39,10 +41,10 @@ from torch import nn
 
 from benchmark.methods.adapters import (
     conv_adapter,
-    match_stages,
     probe_pair,
     resize_to,
     smaller_size,
+    stage_pairs,
 )
 from benchmark.methods.base import Batch, Method, distillation_step
 from benchmark.methods.registry import METHODS
@@ -77,7 +79,7 @@ class AB(Method):
 
     def setup(self, student: nn.Module, teacher: Teachers | None, batch: Batch) -> None:
         student_probe, teacher_probe = probe_pair(student, teacher, batch)
-        self.pairs = match_stages(len(student_probe.stages), len(teacher_probe.stages))
+        self.pairs = stage_pairs(student, teacher, student_probe, teacher_probe)
         self.connectors = nn.ModuleList(
             conv_adapter(student_probe.stages[s].shape[1], teacher_probe.stages[t].shape[1])
             for s, t in self.pairs

@@ -7,8 +7,10 @@ spatial sizes differ, the larger map is average-pooled to the smaller first (as 
 does). Defaults: p=2, weight 1000, CE weight 1 (the paper's CIFAR setting; the weight suits
 CIFAR-scale maps and is kept as published).
 
-Stages are the matched pairs of `adapters.match_stages`, leaving out pairs whose common size
-is 1x1 (a one-pixel attention map normalises to 1 whatever the features: nothing to match).
+Stages are the matched pairs of `adapters.stage_pairs`: the networks' stages but a stem (a
+ResNet's `act1`, see `adapters`), as the peers' code leaves the stem out (RepDistiller's
+`feat[1:-1]`, mdistiller's `feats[1:]`); and of those, not the pairs whose common size is 1x1
+(a one-pixel attention map normalises to 1 whatever the features: nothing to match).
 Deviation: the per-stage losses are averaged, not summed as in the paper's code, so the
 weight means the same whether a pair of networks matches two stages or five.
 
@@ -55,7 +57,9 @@ class AT(Method):
     defaults = {"p": 2.0, "ce_weight": 1.0, "weight": 1000.0}
 
     def setup(self, student: nn.Module, teacher: Teachers | None, batch: Batch) -> None:
-        self.pairs = spatial_pairs(student, teacher, batch, "at", "attention map")
+        self.pairs = spatial_pairs(
+            student, teacher, batch, "at", "attention map", without_stem=True
+        )
 
     def losses(
         self, student: nn.Module, teacher: Teachers | None, batch: Batch

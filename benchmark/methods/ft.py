@@ -10,13 +10,20 @@ student learns to match the teacher's factor:
     L_FT = mean | F_T / ||F_T||_2 - F_S / ||F_S||_2 |   (p = 1)
 
 each factor vectorised per image (C * H * W) and L2-normalised, the absolute difference
-averaged over every entry (the authors' code: `nn.L1Loss` on `F.normalize(x.view(b, -1))`).
-Where the two factors differ in size the larger is average-pooled to the smaller (as
-RepDistiller does). The paraphraser and translator follow RepDistiller's (three 3x3 convs
-each, LeakyReLU 0.1, BN in the translator only; the paraphraser's decoder mirrors its encoder
-with transposed convs), built in `setup` from the probe shapes. Defaults: paraphrase rate
-k = 0.5 (the paper), FT weight 200 and CE weight 1 (RepDistiller's CIFAR-100 `-b 200`; the
-authors' code uses 500), reconstruction weight 1.
+averaged over every entry, as the authors' code (Jangho-Kim/Factor-Transfer-pytorch,
+`train_student.py`): an `nn.L1Loss` (mean reduction) between the two factors, each flattened
+per image and L2-normalised (its `utils.FT`), the teacher's detached, weighted by `--beta`
+(default 500) and added to the cross-entropy (weight 1); CIFAR-10, ResNet-56 -> ResNet-20,
+paraphrase rate `--rate` 0.5. Where the two factors differ in size the larger is
+average-pooled to the smaller (as RepDistiller does). The paraphraser and translator follow
+RepDistiller's (three 3x3 convs each, LeakyReLU 0.1, BN in the translator only; the
+paraphraser's decoder mirrors its encoder with transposed convs; the authors' translator has
+no BN), built in `setup` from the probe shapes. Defaults: paraphrase rate k = 0.5, FT weight
+500 and CE weight 1 (the authors' code: the weight that goes with this formula),
+reconstruction weight 1. RepDistiller's CIFAR-100 `-b 200` belongs to another formula: its
+`FactorTransfer` L2-normalises, per image, the channel mean of the squared factor (an
+attention map of H * W entries, as AT's), not the C * H * W factor itself, so its weight does
+not carry over.
 
 Deviation: the paper pre-trains the paraphraser on the frozen teacher before the student is
 trained; here it is trained jointly, its reconstruction loss a term of its own
@@ -100,7 +107,7 @@ class FT(Method):
         "Factor Transfer"
     )
     needs = Needs(teacher="features", teachers="one")
-    defaults = {"rate": 0.5, "ce_weight": 1.0, "weight": 200.0, "paraphraser_weight": 1.0}
+    defaults = {"rate": 0.5, "ce_weight": 1.0, "weight": 500.0, "paraphraser_weight": 1.0}
 
     def setup(self, student: nn.Module, teacher: Teachers | None, batch: Batch) -> None:
         student_probe, teacher_probe = probe_pair(student, teacher, batch)

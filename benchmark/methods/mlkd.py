@@ -7,18 +7,37 @@ temperatures T (p = softmax(z / T), rows of the B x K matrix P):
   teacher finds each pair of images), ||G_t - G_s||_F^2 / B;
 - class level: the K x K class correlation matrix M = P^T P, ||M_t - M_s||_F^2 / K;
 
-    L_MLKD = sum_T ( KD_T + batch_T + class_T ),   T in {2, 3, 4, 5, 6}
+    L = w_ce CE + sum_T ( w_inst KD_T + w_batch batch_T + w_class class_T ),   T in {2, ..., 6}
 
-(the authors' code's temperatures: the base 4 and 2, 3, 5, 6). Defaults: CE weight 1 and
-weight 1 on each level (the authors' CIFAR-100 settings, from their mdistiller-based code).
+(the authors' code's temperatures: the base 4 and 2, 3, 5, 6).
 
-Simplified: the paper distils on a weak and a strong augmentation of each image (KD on both
-views, the batch and class levels on the weak one) and masks each level by the teacher's
-confidence on the weak view (the images, and the classes, at or below the batch median).
-The suite gives one view of each image, so every level is computed once, on that view, and
-without the masks: in the authors' code each mask multiplies a loss already reduced to a
-scalar, so it only scales that term by the fraction kept (about 1/2) and selects nothing.
-The cross-entropy is taken once, on the one view (the authors' sum it over both views).
+Defaults: the weights the authors' code puts on each term of one view. Their `KD_ours`
+(Jin-Ying/Multi-Level-Logit-Distillation, `mdistiller/distillers/KD_ours.py`) reads CE weight
+0.1, KD weight 0.9 and base temperature 4 from mdistiller's `cfg.py` (`KD.LOSS.CE_WEIGHT`,
+`KD.LOSS.KD_WEIGHT`, `KD.TEMPERATURE`; the CIFAR-100 configs in `configs/cifar100/ours/` set
+none of them), and at each temperature T in {4, 3, 5, 2, 6} returns
+- CE: 0.1 CE on the weak view + 0.1 CE on the strong view (T plays no part);
+- instance: 0.9 KD_T on the weak view times its mask's mean, + 0.9 KD_T on the strong view,
+  unmasked (at T = 2 and 6 this second term reads the weak view's logits again);
+- class level (their `cc_loss`, K x K, / K) and batch level (their `bc_loss`, B x B, / B):
+  0.9 times its mask's mean, on the weak view only (the strong-view ones are computed but not
+  among the returned losses),
+which their trainer adds up. Each mask keeps the images whose teacher top probability (for the
+class level: the classes whose teacher probability summed over the batch), on the weak view,
+is at or below the median, and multiplies a loss already reduced to a scalar: it scales the
+term by the fraction kept and selects nothing, and that fraction is 1/2 for an even count of
+distinct values (their 64 images, 100 classes). With the suite's one view standing for both,
+each term's weight is the sum of its weights over the two views:
+
+    w_ce = 0.1 + 0.1 = 0.2,   w_inst = 0.9 / 2 + 0.9 = 1.35,
+    w_batch = 0.9 / 2 = 0.45,   w_class = 0.9 / 2 = 0.45,
+
+at every temperature (the weights `mlkd_weighted_terms` applies).
+
+Simplified: the paper distils on a weak and a strong augmentation of each image and masks
+each level by the teacher's confidence on the weak view; the suite gives one view of each
+image, so every level is computed once, on that view, without the masks (scalars, as above),
+with the weights above folding in both views and the masks' 1/2.
 
 The MLKD terms apply to every image of the batch, source and unlabelled target, beside
 cross-entropy on the labelled source images.
@@ -73,16 +92,33 @@ def mlkd_loss(
     return sum(mlkd_terms(student_logits, teacher_logits, temperatures).values())
 
 
+def mlkd_weighted_terms(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    temperatures: list[float],
+    instance_weight: float,
+    batch_weight: float,
+    class_weight: float,
+) -> dict[str, torch.Tensor]:
+    """The three MLKD terms as the method weights them (each level summed over T)."""
+    terms = mlkd_terms(student_logits, teacher_logits, temperatures)
+    return {
+        "mlkd_instance": instance_weight * terms["instance"],
+        "mlkd_batch": batch_weight * terms["batch"],
+        "mlkd_class": class_weight * terms["class"],
+    }
+
+
 @METHODS.register("mlkd")
 class MLKD(Method):
     family = "logit"
     paper = "Jin et al. CVPR 2023, Multi-Level Logit Distillation"
     defaults = {
         "temperatures": [2.0, 3.0, 4.0, 5.0, 6.0],
-        "ce_weight": 1.0,
-        "instance_weight": 1.0,
-        "batch_weight": 1.0,
-        "class_weight": 1.0,
+        "ce_weight": 0.2,
+        "instance_weight": 1.35,
+        "batch_weight": 0.45,
+        "class_weight": 0.45,
     }
 
     def losses(
@@ -90,10 +126,12 @@ class MLKD(Method):
     ) -> dict[str, torch.Tensor]:
         step = distillation_step(self, student, teacher, batch)
         p = self.params
-        terms = mlkd_terms(step.student_logits, step.teacher_logits, list(p["temperatures"]))
-        return {
-            "ce": p["ce_weight"] * step.source_ce,
-            "mlkd_instance": p["instance_weight"] * terms["instance"],
-            "mlkd_batch": p["batch_weight"] * terms["batch"],
-            "mlkd_class": p["class_weight"] * terms["class"],
-        }
+        terms = mlkd_weighted_terms(
+            step.student_logits,
+            step.teacher_logits,
+            list(p["temperatures"]),
+            p["instance_weight"],
+            p["batch_weight"],
+            p["class_weight"],
+        )
+        return {"ce": p["ce_weight"] * step.source_ce, **terms}

@@ -13,8 +13,10 @@ Channel counts need not match, so NST needs no adapter; where spatial sizes diff
 map is average-pooled to the smaller (as RepDistiller does). Defaults: weight 50 (RepDistiller's
 CIFAR-100 `-b 50`, after the paper's lambda for the polynomial kernel), CE weight 1.
 
-Stages are the matched pairs of `adapters.match_stages`, leaving out pairs whose common size
-is 1x1 (a one-pixel channel normalises to its sign: no spatial selectivity to match).
+Stages are the matched pairs of `adapters.stage_pairs`: the networks' stages but a stem (a
+ResNet's `act1`, see `adapters`), as the peers' code leaves the stem out (RepDistiller's
+`feat[1:-1]`, mdistiller's `feats[1:]`); and of those, not the pairs whose common size is 1x1
+(a one-pixel channel normalises to its sign: no spatial selectivity to match).
 Deviation: the per-stage losses are averaged, not summed as in RepDistiller's code, so the
 weight means the same whether a pair of networks matches two stages or five.
 
@@ -67,7 +69,9 @@ class NST(Method):
     defaults = {"ce_weight": 1.0, "weight": 50.0}
 
     def setup(self, student: nn.Module, teacher: Teachers | None, batch: Batch) -> None:
-        self.pairs = spatial_pairs(student, teacher, batch, "nst", "neuron selectivity")
+        self.pairs = spatial_pairs(
+            student, teacher, batch, "nst", "neuron selectivity", without_stem=True
+        )
 
     def losses(
         self, student: nn.Module, teacher: Teachers | None, batch: Batch

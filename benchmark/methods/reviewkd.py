@@ -12,16 +12,32 @@ gives the output. HCL compares output and teacher map at full size and average-p
 
     HCL(s, t) = (mse(s, t) + sum_k 2^-k mse(pool_k s, pool_k t)) / (1 + sum_k 2^-k).
 
-Levels, as in the authors' code: the matched stage pairs of `adapters.match_stages`, plus the
-pooled features as a 1x1 level. Middle width min(512, student's pooled width) (the authors').
-Defaults (mdistiller's CIFAR-100 setting, after the authors'): ReviewKD weight 1, CE weight
-1, the ReviewKD term ramped up linearly over the first 20 of 240 epochs.
+Levels, as in the authors' code: the matched stage pairs of `adapters.stage_pairs`, plus the
+pooled features as a 1x1 level. `stage_pairs` leaves a stem out (a ResNet's `act1`, see
+`adapters`), as both codes do: the teacher's levels are `t_features[1:]` in the authors'
+`CIFAR-100/train.py` and `feats[1:]` in mdistiller's `ReviewKD.py`, and the student's stem
+falls off the end of their `zip` with one ABF fewer than its feature list; their CIFAR
+networks so have four levels (three stages, the pooled features). Middle width min(512,
+student's pooled width) (the authors').
 
-Deviations: the per-level losses are averaged, not summed as in the authors' code, so the
-weight means the same for any number of matched stages; resizing uses the suite's
-`resize_to` (average pooling down, bilinear up) rather than nearest-neighbour interpolation;
-teacher maps are the suite's post-activation stages (the authors' code uses the teacher's
-pre-activation features).
+The loss is the HCL summed over the levels, as both codes' `hcl` / `hcl_loss` add them up:
+
+    L_ReviewKD = w * min(progress / warmup, 1) * sum_levels HCL(output_level, teacher_level).
+
+Defaults, the authors' CIFAR-100 setting: w = 5 (`--kd-loss-weight 5.0` in the authors'
+`CIFAR-100/script/reviewKD.sh` for resnet32x4 -> resnet8x4, the WRN-40-2 pairs and
+ShuffleNetV1; 8.0 for ShuffleNetV2, 0.6 for resnet56 -> resnet20, 1.0 for resnet110 ->
+resnet32; mdistiller's `configs/cifar100/reviewkd.yaml` sets `REVIEWKD_WEIGHT: 5.0` for its
+resnet32x4 -> resnet8x4 run, over its `cfg.py` default of 1), CE weight 1 (both codes'
+defaults), the term ramped up linearly over the first 20 of 240 epochs (the authors'
+`--kd-warm-up 20` and `--epochs 240`, mdistiller's `WARMUP_EPOCHS = 20` and `EPOCHS = 240`),
+here over the first 20/240 of training. Summed, the term grows with the number of levels: w = 5
+was set for four; the suite's backbones give three to five (two stage pairs and the pooled
+features with a `lenet`, four and the pooled with `resnet18` on both sides).
+
+Deviations: resizing uses the suite's `resize_to` (average pooling down, bilinear up) rather
+than nearest-neighbour interpolation; teacher maps are the suite's post-activation stages (the
+authors' code uses the teacher's pre-activation features).
 
 The ReviewKD term applies to every image of the batch, source and unlabelled target, beside
 cross-entropy on the labelled source images.
@@ -33,7 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.methods.adapters import match_stages, probe_pair, resize_to
+from benchmark.methods.adapters import probe_pair, resize_to, stage_pairs
 from benchmark.methods.base import Batch, Method, distillation_step
 from benchmark.methods.registry import METHODS
 from benchmark.models.features import ModelOutputs
@@ -44,7 +60,7 @@ HCL_SIZES = (4, 2, 1)
 
 
 def hcl_loss(student_maps: list[torch.Tensor], teacher_maps: list[torch.Tensor]) -> torch.Tensor:
-    """Mean over levels of the hierarchical context loss between maps of equal shape."""
+    """Sum over levels of the hierarchical context loss between maps of equal shape."""
     per_level = []
     for student, teacher in zip(student_maps, teacher_maps, strict=True):
         loss, weight, total = F.mse_loss(student, teacher), 1.0, 1.0
@@ -57,7 +73,20 @@ def hcl_loss(student_maps: list[torch.Tensor], teacher_maps: list[torch.Tensor])
             loss = loss + weight * F.mse_loss(pooled_student, pooled_teacher)
             total += weight
         per_level.append(loss / total)
-    return torch.stack(per_level).mean()
+    return torch.stack(per_level).sum()
+
+
+def reviewkd_term(
+    student_maps: list[torch.Tensor],
+    teacher_maps: list[torch.Tensor],
+    progress: float,
+    weight: float,
+    warmup_fraction: float,
+) -> torch.Tensor:
+    """The ReviewKD term as the method weights it: weight * min(progress / warmup_fraction, 1)
+    * the HCL summed over levels (no ramp where warmup_fraction is 0)."""
+    warmup = min(progress / warmup_fraction, 1.0) if warmup_fraction else 1.0
+    return warmup * weight * hcl_loss(student_maps, teacher_maps)
 
 
 class ABF(nn.Module):
@@ -103,11 +132,11 @@ class ReviewKD(Method):
     family = "feature"
     paper = "Chen et al. CVPR 2021, Distilling Knowledge via Knowledge Review"
     needs = Needs(teacher="features", teachers="one")
-    defaults = {"ce_weight": 1.0, "weight": 1.0, "warmup_fraction": 20 / 240, "max_mid": 512}
+    defaults = {"ce_weight": 1.0, "weight": 5.0, "warmup_fraction": 20 / 240, "max_mid": 512}
 
     def setup(self, student: nn.Module, teacher: Teachers | None, batch: Batch) -> None:
         student_probe, teacher_probe = probe_pair(student, teacher, batch)
-        pairs = match_stages(len(student_probe.stages), len(teacher_probe.stages))
+        pairs = stage_pairs(student, teacher, student_probe, teacher_probe)
         self.student_stages = [s for s, _ in pairs]
         self.teacher_stages = [t for _, t in pairs]
         student_levels = _levels(student_probe, self.student_stages)
@@ -132,7 +161,8 @@ class ReviewKD(Method):
         for feature, target, abf in zip(student_levels, teacher_levels, self.abfs, strict=True):
             output, residual = abf(feature, residual, target.shape[-2:])
             outputs.append(output)
-        review = hcl_loss(outputs, teacher_levels)
         p = self.params
-        warmup = min(batch.progress / p["warmup_fraction"], 1.0) if p["warmup_fraction"] else 1.0
-        return {"ce": p["ce_weight"] * step.source_ce, "reviewkd": warmup * p["weight"] * review}
+        review = reviewkd_term(
+            outputs, teacher_levels, batch.progress, p["weight"], p["warmup_fraction"]
+        )
+        return {"ce": p["ce_weight"] * step.source_ce, "reviewkd": review}
