@@ -195,6 +195,10 @@ def executor_options(args: argparse.Namespace, specs: list, device):
 
     if args.fast_path:
         os.environ["XDKD_FAST_PATH"] = args.fast_path
+    if args.threads is not None:
+        if args.threads < 1:
+            raise XdkdError(f"--threads {args.threads}: give 1 or more")
+        os.environ["XDKD_THREADS"] = str(args.threads)
     if args.log:  # checked here, before any run starts: a missing package is one line
         os.environ["XDKD_LOG"] = ",".join(parse_tracker_names(",".join(args.log), "--log "))
     if args.workers is not None and args.workers < 0:
@@ -252,8 +256,17 @@ def add_executor_options(run: argparse.ArgumentParser) -> None:
         "--workers",
         type=int,
         metavar="N",
-        help="local worker processes (default: one per visible GPU x --jobs-per-gpu, or one "
-        "on CPU, the cores split between them); 0 runs everything in this process",
+        help="local worker processes (default: one per visible GPU x --jobs-per-gpu, or on "
+        "CPU one per --threads cores); 0 runs everything in this process. Numbers do not "
+        "depend on it",
+    )
+    local.add_argument(
+        "--threads",
+        type=int,
+        metavar="T",
+        help="CPU intra-op threads of every run, whatever --workers (default: $XDKD_THREADS, "
+        "else 1); part of the device a record names: another count rounds differently and "
+        "gives other numbers",
     )
     local.add_argument(
         "--jobs-per-gpu",

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from benchmark.cli import main
+from benchmark.errors import XdkdError
 from benchmark.executors import plan as plan_module
 from benchmark.executors.local import worker_setups
 from benchmark.executors.plan import Scheduler
@@ -24,6 +25,7 @@ from benchmark.executors.tasks import Result, Task, execute
 from benchmark.expansion import expand
 from benchmark.harness import Harness
 from benchmark.locks import file_lock
+from benchmark.metrics import metric
 from benchmark.specs import RunRecord
 from benchmark.store import RunStore
 from benchmark.suites import load_suite
@@ -52,17 +54,54 @@ def test_scheduler_hands_out_teachers_first_then_runs_by_teacher_affinity():
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity on this OS")
-def test_cpu_threads_are_shared_out_over_the_cores_this_process_may_use():
-    """Under taskset or a Slurm cpuset the node's core count is not what the job may use."""
+def test_every_run_gets_the_same_threads_and_the_cores_this_process_may_use_set_the_workers(
+    monkeypatch,
+):
+    """Under taskset or a Slurm cpuset the node's core count is not what the job may use; the
+    thread count of a run never depends on how many workers share the cores."""
     cores = sorted(os.sched_getaffinity(0))
+    monkeypatch.delenv("XDKD_THREADS", raising=False)
     try:
         os.sched_setaffinity(0, cores[:1])
+        assert [s.threads for s in worker_setups(torch.device("cpu"), None, 1)] == [1]
         assert [s.threads for s in worker_setups(torch.device("cpu"), 2, 1)] == [1, 1]
-        assert worker_setups(torch.device("cpu"), None, 1)[0].threads == 1
     finally:
         os.sched_setaffinity(0, cores)
-    whole = worker_setups(torch.device("cpu"), 1, 1)[0].threads
-    assert whole == len(cores)
+    assert [s.threads for s in worker_setups(torch.device("cpu"), None, 1)] == [1] * len(cores)
+    assert [s.threads for s in worker_setups(torch.device("cpu"), 1, 1)] == [1]
+    monkeypatch.setenv("XDKD_THREADS", "2")
+    assert [s.threads for s in worker_setups(torch.device("cpu"), 3, 1)] == [2, 2, 2]
+    assert len(worker_setups(torch.device("cpu"), None, 1)) == max(1, len(cores) // 2)
+    monkeypatch.setenv("XDKD_THREADS", "two")
+    with pytest.raises(XdkdError, match="XDKD_THREADS='two' is not a thread count"):
+        worker_setups(torch.device("cpu"), None, 1)
+
+
+TRAINED = ("curves", "selections", "selected", "per_domain", "per_class", "device")
+MEASURED = ("s", "ms", "MB")  # the units of wall times, latencies and memory: machine state
+
+
+def numbers(record: RunRecord) -> dict:
+    """What a record says about the model: everything but wall times, latency, memory."""
+    metrics = {k: v for k, v in record.metrics.items() if metric(k).unit not in MEASURED}
+    return {field: getattr(record, field) for field in TRAINED} | record.robustness | metrics
+
+
+@pytest.mark.long
+def test_one_spec_gives_one_record_whatever_the_number_of_workers(tiny_suite, tiny_sweep, tmp_path):
+    """Gradient reversal is the method rounding moved most (up to 6 points between one
+    2-thread worker and two 1-thread ones): its runs under --workers 1, --workers 2 (two runs
+    at once) and in this process must agree bit for bit."""
+    suite = tiny_suite(methods=["teacher", "source_only", "adversarial_kd"], **SMALL)
+    records = {}
+    for workers in ("1", "2", "0"):
+        out = tmp_path / f"workers-{workers}"
+        shutil.copytree(tiny_sweep / "runs" / "teachers", out / "teachers")
+        assert main(run_argv(suite, out, "--workers", workers)) == 0
+        records[workers] = {r.key: numbers(r) for r in RunStore(out).records()}
+    assert len(records["1"]) == 3
+    assert records["1"] == records["2"] == records["0"]
+    assert all("1 threads" in r["device"] for r in records["1"].values())
 
 
 def test_a_run_claimed_elsewhere_comes_back_until_it_is_recorded(monkeypatch):

@@ -3,7 +3,8 @@
 Each worker is a spawned process that builds its harness once (CUDA initialised once, its
 teachers and device-resident data kept across runs) and takes one task at a time from its
 own queue. With GPUs there are `jobs_per_gpu` workers per visible GPU, each pinned to its GPU
-through CUDA_VISIBLE_DEVICES; on CPU the cores are split evenly between the workers. Workers
+through CUDA_VISIBLE_DEVICES; on CPU one worker per `run_threads()` cores (one per core by
+default), each run on that fixed number of threads however many workers there are. Workers
 die with the driver (PR_SET_PDEATHSIG, requested in `benchmark.worker_start` before torch is
 imported, and a parent check while idle), so a killed driver leaves no orphan behind, even
 one still starting; a worker that dies mid-run is replaced and its task handed out
@@ -29,7 +30,7 @@ from benchmark.executors.plan import Scheduler, SweepPlan, SweepProgress, SweepS
 from benchmark.executors.tasks import Result, Task, execute
 from benchmark.failures import describe_exit, oom_kills
 from benchmark.harness import Harness
-from benchmark.machine import usable_cpus
+from benchmark.machine import run_threads, usable_cpus
 from benchmark.specs import RunSpec, TeacherSpec
 from benchmark.store import RunStore
 from benchmark.worker_start import WorkerSetup, start
@@ -41,15 +42,18 @@ MAX_WORKER_DEATHS = 2  # per task: a task that kills this many workers is record
 def worker_setups(
     device: torch.device, workers: int | None, jobs_per_gpu: int
 ) -> list[WorkerSetup]:
-    """Default: one worker per visible GPU times `jobs_per_gpu`; on CPU, one worker. CPU
-    threads are divided between the workers, at least one each."""
+    """Default: one worker per visible GPU times `jobs_per_gpu`; on CPU, as many workers as
+    the cores hold runs of `run_threads()` threads each. The thread count is every run's,
+    whatever the number of workers, so that --workers changes no number."""
     gpus = torch.cuda.device_count() if device.type == "cuda" else 0
     if device.type == "cuda" and device.index is not None:
         gpus_used = [device.index]
     else:
         gpus_used = list(range(gpus))
+    threads = run_threads()
+    cpu_workers = max(1, usable_cpus() // threads)
     count = workers if workers is not None else max(1, len(gpus_used) * jobs_per_gpu)
-    threads = max(1, usable_cpus() // max(count, 1))
+    count = count if workers is not None or gpus_used else cpu_workers
     if not gpus_used:
         return [WorkerSetup("cpu", None, threads) for _ in range(count)]
     return [WorkerSetup("cuda:0", gpus_used[i % len(gpus_used)], threads) for i in range(count)]
@@ -65,7 +69,6 @@ def worker_main(
 ) -> None:
     """The worker's loop (entered through `benchmark.worker_start.start`, which has already
     bound the process to its driver's life)."""
-    torch.set_num_threads(setup.threads)
     from benchmark.provenance import resolve_device
 
     harness = Harness(RunStore(Path(root)), resolve_device(setup.device), progress=False)
