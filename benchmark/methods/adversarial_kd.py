@@ -15,50 +15,28 @@ suite's recipe sets the schedule, as for every method.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from benchmark.methods.base import Batch, Method, distillation_step
+from benchmark.methods.base import Batch, distillation_step
+from benchmark.methods.dann import DANN
 from benchmark.methods.kd import kd_terms
-from benchmark.methods.parts import (
-    dann_lambda,
-    domain_discriminator,
-    probe_outputs,
-    reverse_gradient,
-)
 from benchmark.methods.registry import METHODS
 from benchmark.protocols import Needs
 from benchmark.teachers import Teachers
 
 
 @METHODS.register("adversarial_kd")
-class AdversarialKD(Method):
+class AdversarialKD(DANN):
+    """`dann`'s adversarial term beside `kd`'s loss in place of plain cross-entropy."""
+
     family = "cross-domain"
     paper = "Ganin et al. JMLR 2016, Domain-Adversarial Training of Neural Networks (+ KD)"
     needs = Needs(target_images=True)
-    defaults = {
-        "temperature": 4.0,
-        "ce_weight": 0.1,
-        "kd_weight": 0.9,
-        "domain_weight": 1.0,
-        "discriminator_hidden": 1024,
-    }
-
-    def setup(self, student: nn.Module, teacher: Teachers | None, batch: Batch) -> None:
-        pooled = probe_outputs(student, batch.source_images).pooled
-        self.discriminator = domain_discriminator(
-            pooled.shape[1], self.params["discriminator_hidden"]
-        ).to(pooled.device)
+    defaults = {"temperature": 4.0, "ce_weight": 0.1, "kd_weight": 0.9, **DANN.defaults}
 
     def losses(
         self, student: nn.Module, teacher: Teachers | None, batch: Batch
     ) -> dict[str, torch.Tensor]:
         step = distillation_step(self, student, teacher, batch, student_features=True)
-        reversed_features = reverse_gradient(
-            step.student_outputs.pooled, dann_lambda(batch.progress)
-        )
-        domain_logits = self.discriminator(reversed_features).squeeze(1)
-        is_source = torch.zeros_like(domain_logits)
-        is_source[: step.source_count] = 1.0
-        domain = F.binary_cross_entropy_with_logits(domain_logits, is_source)
-        return {**kd_terms(step, self.params), "domain": self.params["domain_weight"] * domain}
+        domain = self.domain_loss(step.student_outputs.pooled, step.source_count, batch.progress)
+        return {**kd_terms(step, self.params), "domain": domain}
