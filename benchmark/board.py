@@ -14,8 +14,8 @@ import pandas as pd
 from benchmark.errors import XdkdError
 from benchmark.metrics import metric
 from benchmark.protocols import PROTOCOL_NAMES
-from benchmark.selection import RULES
-from benchmark.stats import seed_spread
+from benchmark.selection import RULES, UNDER_TRAINED_POINTS
+from benchmark.stats import NullSpread, complete_seeds, seed_spread
 from benchmark.tidy import ROBUSTNESS_REFERENCE
 
 DEFAULT_ROWS = ["method", "protocol", "teacher", "student"]
@@ -76,6 +76,7 @@ class Board:
     rank: pd.Series
     best: pd.DataFrame
     below_floor: pd.DataFrame
+    under_trained: pd.DataFrame  # a run of the cell was still rising on source validation
     columns: list[Column]
     caption: str
     notes: list[str] = field(default_factory=list)
@@ -122,15 +123,31 @@ def _complete(table: pd.DataFrame, rows: list[str]) -> pd.Series:
     return counts == wanted
 
 
+def _pair_flags(
+    table: pd.DataFrame, rows: list[str], flag: str, mean: pd.DataFrame, cols: list[Column]
+) -> pd.DataFrame:
+    """Per row and pair column: whether any run of the cell has `flag`."""
+    per_pair = table.groupby([*rows, "pair"])[flag].any().unstack("pair")
+    flags = pd.DataFrame(False, index=mean.index, columns=mean.columns)
+    for column in cols:
+        if column.pair is not None and column.pair in per_pair:
+            flags[column.label] = per_pair[column.pair].reindex(mean.index).eq(True)
+    return flags
+
+
 def protocol_order(label: str) -> int:
     name = label.partition("(")[0]
     return PROTOCOL_NAMES.index(name) if name in PROTOCOL_NAMES else len(PROTOCOL_NAMES)
 
 
 def leaderboard(
-    table: pd.DataFrame, rows: list[str] | None = None, selection: str = "source-val"
+    table: pd.DataFrame,
+    rows: list[str] | None = None,
+    selection: str = "source-val",
+    null: NullSpread | None = None,
 ) -> Board:
-    """Aggregate the tidy table (see `benchmark.tidy.records_table`) into a Board."""
+    """Aggregate the tidy table (see `benchmark.tidy.records_table`, without its A/A
+    controls) into a Board; `null` is what the controls measured, for the caption."""
     rows = rows or DEFAULT_ROWS
     unknown = [r for r in rows if r not in table.columns]
     if unknown:
@@ -171,11 +188,8 @@ def leaderboard(
     order["rank"] = rank
     order = order.sort_values(list(order.columns))
     mean, se = mean.loc[order.index], se.loc[order.index]
-    floor = table.groupby([*rows, "pair"])["teacher_below_floor"].any().unstack("pair")
-    below_floor = pd.DataFrame(False, index=mean.index, columns=mean.columns)
-    for column in cols:
-        if column.pair is not None and column.pair in floor:
-            below_floor[column.label] = floor[column.pair].reindex(mean.index).eq(True)
+    below_floor = _pair_flags(table, rows, "teacher_below_floor", mean, cols)
+    short = _pair_flags(table, rows, "under_trained", mean, cols)
     oracle = RULES[selection].oracle  # target labels chose the epochs: shown, never ranked
     ranked_rows = ~reference.loc[mean.index] & (not oracle)
     return Board(
@@ -183,19 +197,30 @@ def leaderboard(
         se=se,
         low=pd.DataFrame(low).reindex(index=mean.index, columns=mean.columns),
         high=pd.DataFrame(high).reindex(index=mean.index, columns=mean.columns),
-        seeds=table.groupby(rows)["seed"].nunique().reindex(mean.index),
+        seeds=complete_seeds(table, rows, "target_acc")
+        .groupby(level=rows)
+        .size()
+        .reindex(mean.index),
         reference=reference.loc[mean.index],
         rank=rank.loc[mean.index] * (float("nan") if oracle else 1),
         best=_best(mean, ranked_rows, cols),
         below_floor=below_floor,
+        under_trained=short,
         columns=cols,
-        caption=caption(table, pairs, [c.label for c in cols], selection),
+        caption=caption(table, pairs, [c.label for c in cols], selection, null),
         notes=[f"column(s) {', '.join(empty)} left out: no record has them"] if empty else [],
     )
 
 
-def caption(table: pd.DataFrame, pairs: list[str], shown: list[str], selection: str) -> str:
-    """Names what the numbers are: metric, spread, selection rule, protocols, references."""
+def caption(
+    table: pd.DataFrame,
+    pairs: list[str],
+    shown: list[str],
+    selection: str,
+    null: NullSpread | None = None,
+) -> str:
+    """Names what the numbers are: metric, spread, selection rule, protocols, references,
+    the null spread."""
     seeds = table.groupby(["method", "pair", "teacher", "student", "protocol"])["seed"].nunique()
     n = f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()}–{seeds.max()}"
     n += ": one seed, no standard error" if seeds.max() == 1 else ""
@@ -205,9 +230,11 @@ def caption(table: pd.DataFrame, pairs: list[str], shown: list[str], selection: 
         f"several), mean ± standard error over seeds (n = {n}). Model selection: "
         f"{rule.caption}. Protocol: {', '.join(sorted(set(table['protocol'])))}.",
         f"mean: over the {len(pairs)} pair{'s' * (len(pairs) > 1)} (– where a row misses "
-        "one); rank by it, within each protocol.",
+        "one), over the seeds that have every pair of the row (a seed missing one does not "
+        "count in its n); rank by it, within each protocol.",
         "held-out: accuracy on the family's domains that are neither source nor target.",
     ]
+    parts += [null.caption] if null is not None else []
     if "mCA" in shown:
         parts.append(
             "mCA: mean accuracy over the corrupted robustness set (a seeded class-stratified "
@@ -243,6 +270,12 @@ def caption(table: pd.DataFrame, pairs: list[str], shown: list[str], selection: 
         parts.append("Best in bold.")
     if table["teacher_below_floor"].any():
         parts.append("† teacher under its source-accuracy floor: results from it are suspect.")
+    if table["under_trained"].any():
+        parts.append(
+            f"‡ under-trained: a run of the cell gained more than {UNDER_TRAINED_POINTS} points "
+            "of source-validation accuracy over its last fifth of training, so its budget is "
+            "short of convergence."
+        )
     return " ".join(parts)
 
 

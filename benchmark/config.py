@@ -167,6 +167,20 @@ def parameter_problem(method: str, key: str, value: Any, defaults: dict[str, Any
     return None
 
 
+CONTROL_MARK = "(A/A)"  # follows a control run's row label; never ranked, never compared
+
+
+class ControlSpec(Strict):
+    """A control the suite runs beside its methods. `aa`: for `method` (default: the first
+    of kd and source_only the suite has, else its first method), a second run of every
+    spec with another data-order stream (the batches, augmentations and dropout drawn
+    anew; everything else equal); the A/A differences measure the null spread every
+    comparison of the report is held against."""
+
+    name: Literal["aa"]
+    method: str | None = None
+
+
 class MethodSpec(Strict):
     """A registered method, overrides of its paper-default hyperparameters, a row label (its
     name unless set: needed when one method appears twice with different parameters) and
@@ -178,14 +192,17 @@ class MethodSpec(Strict):
     protocol: list[ProtocolSpec] | None = None
     plugin: str | None = None  # filled in from the catalogue: a plug-in method's version
     grid: dict[str, Any] | None = None  # filled in by expansion: the run's cell of `Suite.grid`
+    # filled in by expansion for an A/A control: the run's data-order stream (its own is 0)
+    stream: int | None = Field(None, ge=1)
 
     @model_serializer(mode="wrap")
     def _optional_when_set(self, handler: Any) -> dict[str, Any]:
-        """`plugin` (plug-in methods) and `grid` (runs of a suite's grid) are written only
-        when set, so every other run keeps the key it had before the fields existed; a grid
-        cell is hashed into its key, so no two cells of a grid share a run."""
+        """`plugin` (plug-in methods), `grid` (runs of a suite's grid) and `stream` (A/A
+        controls) are written only when set, so every other run keeps the key it had before
+        the fields existed; a grid cell or a stream is hashed into its key, so no two cells
+        of a grid, and no control and its original, share a run."""
         data = handler(self)
-        for name in ("plugin", "grid"):
+        for name in ("plugin", "grid", "stream"):
             if getattr(self, name) is None:
                 data.pop(name, None)
         return data
@@ -219,7 +236,8 @@ class MethodSpec(Strict):
         """The method's row in tables; a grid cell's values follow it in brackets
         (`kd [augment=mixup, optimizer=sgd]`), so the cells of a grid are rows apart."""
         name = self.label or self.name
-        return f"{name} [{grid_label(self.grid)}]" if self.grid else name
+        name = f"{name} [{grid_label(self.grid)}]" if self.grid else name
+        return f"{name} {CONTROL_MARK}" if self.stream is not None else name
 
 
 def grid_label(cell: dict[str, Any]) -> str:
@@ -372,7 +390,7 @@ class EvalSpec(Strict):
 
 
 EVALUATION_FIELDS = tuple(EvalSpec.model_fields)
-GRID_EXCLUDED = ("name", "description", "grid")
+GRID_EXCLUDED = ("name", "description", "grid", "controls")
 
 
 class Suite(Strict):
@@ -400,11 +418,28 @@ class Suite(Strict):
     teacher_floor: float = Field(0.7, ge=0, le=1)
     heldout: list[str] | None = None
     grid: dict[str, list[Any]] = Field(default_factory=dict)
+    controls: list[ControlSpec] = Field(default_factory=list)
 
     @field_validator("name")
     @classmethod
     def usable_name(cls, name: str) -> str:
         return safe_name(name, "suite name")
+
+    @field_validator("controls", mode="before")
+    @classmethod
+    def shorthand_controls(cls, values: Any) -> Any:
+        return [_named(v) for v in values] if isinstance(values, list) else values
+
+    @model_validator(mode="after")
+    def controlled_methods_exist(self) -> Suite:
+        rows = [m.row for m in self.methods]
+        for index, control in enumerate(self.controls):
+            if control.method is not None and control.method not in rows:
+                raise ValueError(
+                    f"controls[{index}]: method '{control.method}' is not one of the "
+                    f"suite's methods ({', '.join(rows)}); name one of them"
+                )
+        return self
 
     @field_validator("grid")
     @classmethod

@@ -298,10 +298,31 @@ class Expansion:
 
 def expand_runs(suite: Suite, known: Catalogue) -> Expansion:
     """setting x teacher x student x method x seed (x grid cell), where the method fits the
-    setting; runs sharing a teacher are adjacent; the teacher row and teacher-architecture
-    methods get the teacher's backbone as their student."""
-    if suite.grid:
-        return _expand_grid(suite, known)
+    setting, then the suite's controls; runs sharing a teacher are adjacent; the teacher row
+    and teacher-architecture methods get the teacher's backbone as their student."""
+    expansion = _expand_grid(suite, known) if suite.grid else _expand_methods(suite, known)
+    controls = [
+        spec.model_copy(update={"method": spec.method.model_copy(update={"stream": 1})})
+        for control in suite.controls
+        for spec in expansion.specs
+        if spec.method.row.partition(" [")[0] == controlled_method(suite, control.method)
+    ]
+    specs = sorted(
+        [*expansion.specs, *controls],
+        key=lambda s: (s.seed, [t.key for t in s.teacher_specs], s.setting.label),
+    )
+    return Expansion(specs, expansion.notes)
+
+
+def controlled_method(suite: Suite, named: str | None) -> str:
+    """The row an A/A control repeats: the one named, else the first of kd and source_only
+    the suite has, else its first method."""
+    rows = [m.row for m in suite.methods]
+    return named or next((r for r in ("kd", "source_only") if r in rows), rows[0])
+
+
+def _expand_methods(suite: Suite, known: Catalogue) -> Expansion:
+    """The runs of a suite without a grid (see `expand_runs`)."""
     settings, notes = settings_of_suite(suite)
     specs: dict[str, RunSpec] = {}
     for index, method in enumerate(suite.methods):

@@ -25,11 +25,13 @@ from benchmark.evaluate import accuracy
 from benchmark.evaluation import Adapt, TrainedTeacher, evaluate_run, support_images
 from benchmark.fastpath import FastPath
 from benchmark.locks import file_lock
+from benchmark.machine import run_threads
 from benchmark.methods import METHODS, Method, create_method
 from benchmark.methods.source_only import SourceOnly
 from benchmark.models import create_backbone, input_normalisation
 from benchmark.provenance import device_description
 from benchmark.seeding import derive_seed, generator
+from benchmark.selection import under_trained
 from benchmark.specs import RunRecord, RunSpec, TeacherSpec
 from benchmark.store import RunStore
 from benchmark.teachers import EnsembleNetwork, Member, Teachers, freeze
@@ -88,6 +90,7 @@ class Harness:
         eval_batch_size: int = 512,
         progress: bool = True,
     ) -> None:
+        torch.set_num_threads(run_threads())  # before any work: the record names it
         self.store = store
         self.progress = progress
         self.device = device
@@ -232,6 +235,7 @@ class Harness:
         info = {
             "curves": result.curves,
             "selections": result.selections,
+            "under_trained": under_trained(result.curves),
             "epochs": spec.student_recipe.epochs,
             "steps": result.steps,
             "resumed_epochs": result.resumed_epochs,

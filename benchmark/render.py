@@ -30,6 +30,7 @@ LATEX_SPECIALS = {
     "→": r"$\rightarrow$",
     "±": r"$\pm$",
     "†": r"$^\dagger$",
+    "‡": r"$^\ddagger$",
     "–": "--",
     "≥": r"$\geq$",
     "|": r"\textbar{}",
@@ -52,7 +53,7 @@ def number(value: float, decimals: int = 1, sign: bool = False) -> str:
 
 def cell_text(board: Board) -> pd.DataFrame:
     """Row keys, rank, then `mean ± se` per column ('–' for no data, '†' for a teacher under
-    its floor); reference rows are ranked 'ref'."""
+    its floor, '‡' for an under-trained run); reference rows are ranked 'ref'."""
     text = pd.DataFrame(index=board.mean.index)
     text["rank"] = [
         "ref" if ref else number(rank, 0)
@@ -66,6 +67,7 @@ def cell_text(board: Board) -> pd.DataFrame:
             for m, s in zip(mean, se, strict=True)
         ]
         text.loc[board.below_floor[column.label], column.label] += "†"
+        text.loc[board.under_trained[column.label], column.label] += "‡"
     return text.reset_index()
 
 
@@ -144,8 +146,8 @@ def board_html(board: Board) -> str:
 
 
 def comparison_text(result: pd.DataFrame) -> pd.DataFrame:
-    """The paired comparison with points to one decimal, the CI as [low, high], p to 3; the
-    columns it is split by (`--by`) first."""
+    """The paired comparison with points to one decimal, the CI as [low, high], p and the
+    corrected p to 3, the claim rule's flags; the columns it is split by (`--by`) first."""
     split = [column for column in SPLITS if column in result]
     return pd.DataFrame(
         {
@@ -159,11 +161,20 @@ def comparison_text(result: pd.DataFrame) -> pd.DataFrame:
                 f"[{number(lo, sign=True)}, {number(hi, sign=True)}]"
                 for lo, hi in zip(result["ci_low"], result["ci_high"], strict=True)
             ],
+            "MDE": result["mde"].map(number),
             "W/T/L": result["W/T/L"],
             "test": result["test"],
             "p": result["p"].map(lambda v: number(v, 3)),
+            "p (Holm)": result["p (Holm)"].map(lambda v: number(v, 3)),
+            "> null": result["beyond null"].map(yes_no),
+            "holds": result["holds"].map(yes_no),
         }
     )
+
+
+def yes_no(value: object) -> str:
+    """A flag as text; '–' where it was not measured."""
+    return "–" if pd.isna(value) else "yes" if value else "no"
 
 
 RANK_NUMBERS = ("P(first)", "mean rank", "rank low", "rank high", "seeds")

@@ -38,11 +38,16 @@ from benchmark.render import (
 from benchmark.selection import DEFAULT_RULE, RULES
 from benchmark.specs import RunRecord
 from benchmark.stats import (
+    ALPHA,
     BOOTSTRAP_RESAMPLES,
+    POWER,
     SPLITS,
     TIE_POINTS,
     WILCOXON_MIN_N,
+    NullSpread,
     effective_robustness,
+    judge,
+    measure_null,
     paired_comparison,
     rank_uncertainty,
     summarise,
@@ -76,6 +81,7 @@ class Report:
     plots: list[Plot]
     footer: str
     summary: pd.DataFrame
+    null: NullSpread  # what the A/A controls measured (n 0: none)
 
     @property
     def title(self) -> str:
@@ -90,15 +96,24 @@ class Report:
         return None if self.ranks.empty else ranks_text(self.ranks)
 
 
-def comparison_caption(references: list[str], selection: str, by: Sequence[str] = ()) -> str:
+def comparison_caption(
+    references: list[str], selection: str, null: NullSpread, rows: int, by: Sequence[str] = ()
+) -> str:
     pooled = f", one comparison per {' and '.join(by)}" if by else " and pairs"
+    level = round(100 * (1 - ALPHA))
     return (
         f"Target accuracy minus the reference method's ({', '.join(references)}: the "
         "`against` column), in points, per (pair, teacher, student, protocol, seed) cell "
         f"(within each cell of a grid), paired over seeds{pooled}; model selection: "
-        f"{RULES[selection].caption}. W/T/L: wins, ties (|difference| < {TIE_POINTS} "
-        f"points), losses. Test: two-sided Wilcoxon signed-rank where n ≥ {WILCOXON_MIN_N}, "
-        "else paired t-test; none under 2 cells."
+        f"{RULES[selection].caption}. {level}% CI: t-interval of the mean difference. "
+        f"MDE: the minimal detectable effect, the smallest true difference a paired t-test "
+        f"at {ALPHA:g} finds with power {POWER:g} at this n and spread. W/T/L: wins, ties "
+        f"(|difference| < {TIE_POINTS} points), losses. Test: two-sided Wilcoxon signed-rank "
+        f"where n ≥ {WILCOXON_MIN_N}, else paired t-test; none under 2 cells. p (Holm): "
+        f"corrected over all {rows} comparisons of this report (each row one test). "
+        f"{null.caption} Holds: corrected p < {ALPHA:g}, the {level}% CI excludes 0 and the "
+        "mean difference is beyond the null spread (where measured); a comparison that "
+        "does not hold is no finding, whatever its sign in every seed."
     )
 
 
@@ -126,7 +141,17 @@ def run_notes(table: pd.DataFrame, errors: list[dict[str, Any]]) -> list[str]:
         except (KeyError, TypeError, ValueError):
             what = "(its spec is unreadable)"
         notes.append(f"failed run {error.get('key')}: {what}: {error['error']}")
-    return notes + floor_warnings(table)
+    return notes + floor_warnings(table) + under_trained_notes(table)
+
+
+def under_trained_notes(table: pd.DataFrame) -> list[str]:
+    """One line per method with under-trained runs (‡), and how many of its runs they are."""
+    counts = table.groupby("method", sort=False)["under_trained"].agg(["sum", "count"])
+    flagged = counts[counts["sum"] > 0]
+    if flagged.empty:
+        return []
+    shown = ", ".join(f"{m} {int(r['sum'])} of {int(r['count'])}" for m, r in flagged.iterrows())
+    return [f"under-trained runs (‡: source validation still rising at the end): {shown}"]
 
 
 def write_report(
@@ -153,8 +178,12 @@ def write_report(
             "no validation images: source_validation or target_validation 0); use "
             "--selection last"
         )
+    null = measure_null(table)
+    everything, table = table, table[~table["control"]].reset_index(drop=True)
     table["eff_robustness"] = effective_robustness(table)
-    board = leaderboard(table, rows, selection)
+    # the controls' rows stay in records and summary, without a fit of their own
+    everything["eff_robustness"] = everything["key"].map(table.set_index("key")["eff_robustness"])
+    board = leaderboard(table, rows, selection, null)
     notes = run_notes(table, errors or []) + board.notes
     comparisons = []
     for reference in references:
@@ -166,30 +195,34 @@ def write_report(
             notes.append(f"no paired comparison: no method shares a cell with '{reference}'")
         comparisons.append(compared.assign(against=reference))
     compared = pd.concat(comparisons, ignore_index=True) if comparisons else pd.DataFrame()
+    compared = judge(compared, null.points) if len(compared) else compared
     oracle = RULES[selection].oracle  # target labels chose the epochs: never ranked
     rows = list(board.mean.index.names)
     ranks = pd.DataFrame() if oracle else rank_uncertainty(table, rows, by=by)
     metrics = [c for c in table.select_dtypes("number").columns if c not in NOT_METRICS]
     out_dir.mkdir(parents=True, exist_ok=True)
-    summary = summarise(table, CELL, metrics)
-    for name, frame in (("records", table), ("summary", summary)):
+    summary = summarise(everything, CELL, metrics)
+    for name, frame in (("records", everything), ("summary", summary)):
         frame.to_csv(out_dir / f"{name}.csv", index=False)
         frame.to_parquet(out_dir / f"{name}.parquet", index=False)
     board.flat().to_csv(out_dir / "leaderboard.csv", index=False, float_format="%.4f")
     compared.to_csv(out_dir / "comparison.csv", index=False, float_format="%.4f")
     ranks.to_csv(out_dir / "ranks.csv", index=False, float_format="%.4f")
-    plots, plot_notes = write_plots(table, severity_table(records), out_dir / "plots")
+    severities = severity_table(records)
+    severities = severities[severities["key"].isin(set(table["key"]))]
+    plots, plot_notes = write_plots(table, severities, out_dir / "plots")
     report = Report(
         table=table,
         board=board,
         comparison=compared,
-        comparison_caption=comparison_caption(list(references), selection, by),
+        comparison_caption=comparison_caption(list(references), selection, null, len(compared), by),
         ranks=ranks,
         ranks_caption=ranks_caption(selection, by),
         notes=notes + plot_notes,
         plots=plots,
         footer=footer_line(table, command),
         summary=summary,
+        null=null,
     )
     (out_dir / "leaderboard.md").write_text(markdown_page(report, out_dir))
     (out_dir / "leaderboard.tex").write_text(latex_page(report))

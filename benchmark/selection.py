@@ -61,3 +61,25 @@ RULES: dict[str, SelectionRule] = {
     )
 }
 DEFAULT_RULE = "source-val"
+
+
+UNDER_TRAINED_SHARE = 0.2  # the last fifth of training
+UNDER_TRAINED_POINTS = 0.5  # what source validation may still gain there (a tie's size)
+
+
+def under_trained(curves: dict[str, list[float]]) -> bool:
+    """Whether a run's source-validation accuracy was still rising over the last fifth of its
+    training: its last value more than UNDER_TRAINED_POINTS above the curve at 80% of the
+    epochs (linear between epochs). Such a run's budget is short of convergence, and where
+    it lands depends on when training stopped. False without two points of the curve."""
+    values = curves.get("source_val_acc", [])
+    epochs = curves.get("epoch", [])
+    if len(values) < 2 or len(values) != len(epochs) or any(v != v for v in values):
+        return False
+    at = (1 - UNDER_TRAINED_SHARE) * epochs[-1]
+    before = next(i for i in range(len(epochs) - 1, -1, -1) if epochs[i] <= at or i == 0)
+    after = min(before + 1, len(epochs) - 1)
+    span = epochs[after] - epochs[before]
+    weight = 0.0 if span == 0 else max(0.0, min(1.0, (at - epochs[before]) / span))
+    then = values[before] + weight * (values[after] - values[before])
+    return 100 * (values[-1] - then) > UNDER_TRAINED_POINTS

@@ -99,7 +99,8 @@ class RunSpec(Strict):
     def draws_key(self) -> str:
         """Names the draws of the run's batches, augmentations and dropout: the data and the
         student, not the method, so every method of a seed sees the same batches (common
-        random numbers make paired comparisons sharper) and teacher access changes nothing."""
+        random numbers make paired comparisons sharper) and teacher access changes nothing.
+        An A/A control's stream draws them anew."""
         setting = self.setting.model_dump(mode="json")
         setting["protocol"]["params"].pop("teacher_access", None)
         draws = {
@@ -108,6 +109,8 @@ class RunSpec(Strict):
             "recipe": self.student_recipe.model_dump(mode="json"),
             "sizes": [self.image_size, self.source_validation, self.target_validation],
         }
+        if self.method.stream is not None:
+            draws["stream"] = self.method.stream
         return hashlib.sha256(json.dumps(draws, sort_keys=True).encode()).hexdigest()[:16]
 
     @property

@@ -1,7 +1,13 @@
-"""Statistics over seeds: mean, standard error and t-interval, and paired method comparisons.
+"""Statistics over seeds: mean, standard error and t-interval, paired method comparisons,
+the correction across a report's comparisons, the minimal detectable effect and the null
+spread that A/A controls measure.
 
 A benchmark number without its spread invites reading noise as progress; every aggregate here
-carries n, and every comparison names the test it used.
+carries n, and every comparison names the test it used. A comparison *holds* only when it
+survives Holm's correction over every comparison of its report, its 95% interval excludes
+zero and its effect is larger than the null spread (Bouthillier et al., MLSys 2021: data
+order and initialisation alone flip many published comparisons); "the same sign in every
+seed" is no rule, since a no-effect comparison passes it one time in four at 3 seeds.
 """
 
 from __future__ import annotations
@@ -9,12 +15,15 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 CONFIDENCE = 0.95
+ALPHA = 1 - CONFIDENCE  # the family-wise error rate Holm's correction keeps
+POWER = 0.8  # the minimal detectable effect is the one found this often
 TIE_POINTS = 0.5  # differences under half a point are ties
 WILCOXON_MIN_N = 6  # below this the signed-rank test cannot reach p < 0.05; a t-test is used
 PAIRING = ["pair", "teacher", "student", "protocol", "seed"]
@@ -37,11 +46,120 @@ def summarise(table: pd.DataFrame, by: list[str], metrics: list[str]) -> pd.Data
     return _spread(long.groupby([*by, "metric"], sort=False)["value"]).reset_index()
 
 
+def complete_seeds(table: pd.DataFrame, rows: list[str], metric: str) -> pd.Series:
+    """Per (row, seed): each seed's mean over everything else in the row (pairs, or teachers
+    when the rows leave them out), kept only for the seeds that have every cell the row has
+    in any seed: a seed missing a pair (a failed run) would otherwise be averaged over an
+    easier or harder set of pairs than the others, and still count in n."""
+    known = table.dropna(subset=[metric])
+    within = [c for c in ("pair", "teacher", "student", "protocol", "grid") if c not in rows]
+    within = [c for c in within if c in known]
+    if not within:
+        return known.groupby([*rows, "seed"])[metric].mean()
+    cell = known.groupby(within, sort=False, dropna=False).ngroup()
+    per_seed = known.assign(_cell=cell).groupby([*rows, "seed"])
+    means, cells = per_seed[metric].mean(), per_seed["_cell"].nunique()
+    wanted = known.assign(_cell=cell).groupby(rows)["_cell"].nunique()
+    wanted = wanted.reindex(cells.index.droplevel("seed")).to_numpy()
+    return means[cells.to_numpy() == wanted]
+
+
 def seed_spread(table: pd.DataFrame, rows: list[str], metric: str) -> pd.DataFrame:
-    """Per row: each seed's mean over everything else in the row (pairs, or teachers when the
-    rows leave them out), then n, mean, se over those seeds (DomainBed's averaging)."""
-    per_seed = table.dropna(subset=[metric]).groupby([*rows, "seed"])[metric].mean()
-    return _spread(per_seed.groupby(level=rows))
+    """Per row: n, mean, se over its complete seeds (`complete_seeds`; DomainBed's
+    averaging: first over the row's cells within a seed, then over seeds)."""
+    return _spread(complete_seeds(table, rows, metric).groupby(level=rows))
+
+
+def minimal_detectable_effect(sd: float, n: int) -> float:
+    """The smallest true mean difference a two-sided paired t-test at ALPHA finds with
+    probability POWER, given n cells and the differences' standard deviation: (t_{1-a/2} +
+    t_{power}) sd / sqrt(n) with n - 1 degrees of freedom. NaN under 2 cells."""
+    if n < 2 or not np.isfinite(sd):
+        return math.nan
+    quantiles = stats.t.ppf(1 - ALPHA / 2, n - 1) + stats.t.ppf(POWER, n - 1)
+    return float(quantiles * sd / math.sqrt(n))
+
+
+def holm(pvalues: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjusted p-values (Holm 1979), which keep the family-wise error rate
+    over all of them; NaN (no test) stays NaN and does not count in the family."""
+    p = np.asarray(pvalues, dtype=float)
+    adjusted = np.full(p.shape, math.nan)
+    tested = np.flatnonzero(~np.isnan(p))
+    order = tested[np.argsort(p[tested], kind="stable")]
+    m = len(order)
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[index]))
+        adjusted[index] = running
+    return adjusted
+
+
+def null_spread(diffs: np.ndarray) -> float:
+    """The null spread in points: the root mean square of A/A differences (two runs of one
+    method and spec that differ only in the data-order stream), i.e. their standard
+    deviation about the null's known mean of zero. NaN without one."""
+    diffs = np.asarray(diffs, dtype=float)
+    diffs = diffs[~np.isnan(diffs)]
+    return float(np.sqrt(np.mean(diffs**2))) if len(diffs) else math.nan
+
+
+def aa_differences(table: pd.DataFrame, metric: str = "target_acc") -> pd.Series:
+    """Per cell (pair, teacher, student, protocol, seed, grid) of an A/A control: the
+    control's `metric` minus its original's, in points."""
+    pairing = [*PAIRING, "grid", "method_name"]
+    controls = table[table["control"]].set_index(pairing)[metric]
+    originals = table[~table["control"]].set_index(pairing)[metric]
+    both = controls.to_frame("control").join(originals.rename("original"), how="inner")
+    return (100 * (both["control"] - both["original"])).dropna()
+
+
+@dataclass(frozen=True)
+class NullSpread:
+    """What a report's A/A controls measured: the spread in points, from how many A/A
+    differences, of which methods."""
+
+    points: float
+    n: int
+    methods: tuple[str, ...]
+
+    @property
+    def caption(self) -> str:
+        if not self.n:
+            return (
+                "Null spread: not measured (the runs hold no A/A control; a suite's "
+                "`controls: [aa]` adds one), so no comparison is held against it."
+            )
+        return (
+            f"Null spread: {self.points:.1f} points (root mean square of {self.n} A/A "
+            f"differences: {', '.join(self.methods)} run again with another data-order "
+            "stream, labelled (A/A), never ranked); an effect inside it is reported as such."
+        )
+
+
+def measure_null(table: pd.DataFrame, metric: str = "target_acc") -> NullSpread:
+    """The null spread of a report's runs (`aa_differences`, `null_spread`)."""
+    if "control" not in table or not table["control"].any():
+        return NullSpread(math.nan, 0, ())
+    diffs = aa_differences(table, metric)
+    methods = tuple(sorted(set(diffs.index.get_level_values("method_name"))))
+    return NullSpread(null_spread(diffs.to_numpy()), len(diffs), methods)
+
+
+def judge(comparison: pd.DataFrame, null: float) -> pd.DataFrame:
+    """The claim rule over a report's comparisons: `p (Holm)` corrects every row's p over
+    all rows (each row one test), `beyond null` is |mean diff| above the null spread (NaN
+    where no A/A control measured it), and a comparison `holds` when its corrected p is
+    under ALPHA, its 95% interval excludes zero and it is beyond the null spread (or the
+    spread was not measured)."""
+    judged = comparison.copy()
+    judged["p (Holm)"] = holm(judged["p"])
+    excludes_zero = (judged["ci_low"] > 0) | (judged["ci_high"] < 0)
+    measured = bool(np.isfinite(null))
+    beyond = judged["mean diff"].abs() > null
+    judged["beyond null"] = beyond.astype("boolean") if measured else pd.NA
+    judged["holds"] = (judged["p (Holm)"] < ALPHA) & excludes_zero & (beyond | (not measured))
+    return judged
 
 
 def paired_test(diffs: np.ndarray) -> tuple[str, float]:
@@ -80,6 +198,8 @@ def paired_comparison(
     cells["diff"] = (100 * (cells[metric] - cells["base"])).round(6)
     grouped = cells.dropna(subset=["diff"]).groupby([*by, "method"], sort=False)["diff"]
     result = _spread(grouped)
+    sd = grouped.std()
+    result["mde"] = [minimal_detectable_effect(s, n) for s, n in zip(sd, result["n"], strict=True)]
     result["W/T/L"] = [
         f"{(d >= TIE_POINTS).sum()}/{(d.abs() < TIE_POINTS).sum()}/{(d <= -TIE_POINTS).sum()}"
         for _, d in grouped

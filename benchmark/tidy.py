@@ -18,7 +18,7 @@ from benchmark.config import grid_label
 from benchmark.errors import XdkdError
 from benchmark.metrics import METRICS, corruption_errors, mean_corruption_accuracy, metric
 from benchmark.protocols import PROTOCOLS
-from benchmark.selection import RULES
+from benchmark.selection import RULES, under_trained
 from benchmark.specs import RunRecord
 
 # The in-suite robustness reference: this method, same student, pair and seed.
@@ -137,6 +137,8 @@ def _row(record: RunRecord, selection: str) -> dict[str, Any]:
         # the method without its grid cell, and the cell: a grid's rows compare within a cell
         "method_name": spec.method.label or spec.method.name,
         "grid": grid_label(spec.method.grid) if spec.method.grid else "",
+        # an A/A control: measures the null spread, never ranked or compared
+        "control": spec.method.stream is not None,
         "source": "+".join(spec.setting.sources),
         "target": "+".join(spec.setting.targets),
         "family": "external" if external else card.family if card else "unknown",
@@ -146,6 +148,7 @@ def _row(record: RunRecord, selection: str) -> dict[str, Any]:
         "seed": spec.seed,
         **metrics,
         "selected_epoch": (record.selected.get(selection) or {}).get("epoch", math.nan),
+        "under_trained": under_trained(record.curves),
         "teacher_source_acc": min((t["source_accuracy"] for t in teachers), default=math.nan),
         "teacher_below_floor": any(t["below_floor"] for t in teachers),
         "teacher_floor": teachers[0]["floor"] if teachers else math.nan,

@@ -40,7 +40,7 @@ def error_of(tmp_path: Path, text: str, overrides: list[str] | None = None) -> s
 def test_quick_suite_loads_and_expands_with_one_teacher_row_per_pair():
     suite = load_suite(QUICK)
     specs = expand(suite)
-    methods = len(suite.methods)
+    methods = len(suite.methods) + len(suite.controls)  # an A/A control repeats one method
     assert len(specs) == len(suite.pairs) * len(suite.seeds) * methods
     teacher_rows = [s for s in specs if s.method.name == "teacher"]
     assert teacher_rows and all(s.student == s.teacher for s in teacher_rows)

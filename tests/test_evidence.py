@@ -1,0 +1,193 @@
+"""The claim rule: corrected tests, the minimal detectable effect, the null spread of A/A
+controls, and complete cells only. Placebos from the committed records must not hold; a
+real effect must."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import handmade
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from benchmark.config import Suite
+from benchmark.expansion import expand
+from benchmark.report import write_report
+from benchmark.stats import (
+    holm,
+    judge,
+    minimal_detectable_effect,
+    paired_comparison,
+    seed_spread,
+)
+from benchmark.tidy import load_runs, records_table
+
+RESULTS = Path(__file__).parents[1] / "results"
+COMPARED = ["method", "n", "mean diff", "se", "ci_low", "ci_high", "mde", "W/T/L", "test", "p"]
+
+
+def same_sign_in_every_seed(diffs: np.ndarray) -> bool:
+    """The rule the READMEs used before: a difference of one sign in every seed."""
+    return bool(np.all(diffs > 0) or np.all(diffs < 0))
+
+
+def test_holm_adjusts_step_down_and_leaves_untested_rows_out() -> None:
+    adjusted = holm([0.01, 0.04, np.nan, 0.03])
+    # sorted 0.01, 0.03, 0.04 over m = 3: 0.03, max(0.03, 0.06), max(0.06, 0.04)
+    assert adjusted[0] == pytest.approx(0.03)
+    assert adjusted[3] == pytest.approx(0.06)
+    assert adjusted[1] == pytest.approx(0.06)
+    assert np.isnan(adjusted[2])
+    assert holm([0.5, 0.9]).tolist() == [1.0, 1.0]
+
+
+def test_minimal_detectable_effect_is_the_t_quantiles_over_root_n() -> None:
+    expected = (stats.t.ppf(0.975, 2) + stats.t.ppf(0.8, 2)) * 2.0 / np.sqrt(3)
+    assert minimal_detectable_effect(2.0, 3) == pytest.approx(expected)
+    assert minimal_detectable_effect(2.0, 20) < minimal_detectable_effect(2.0, 5)
+    assert np.isnan(minimal_detectable_effect(2.0, 1))
+
+
+def test_no_effect_comparisons_pass_the_old_rule_one_time_in_four_and_not_the_new_one() -> None:
+    """Simulated placebos: 3 seeds of pure noise. The same-sign rule admits 2 / 2^3 of them;
+    the corrected rule keeps the family-wise error near ALPHA over a report of 20."""
+    rng = np.random.default_rng(0)
+    reports, comparisons, seeds = 200, 20, 3
+    diffs = rng.normal(0.0, 2.0, size=(reports, comparisons, seeds))
+    old = np.mean([same_sign_in_every_seed(d) for d in diffs.reshape(-1, seeds)])
+    assert 0.2 < old < 0.3
+    false_reports = 0
+    for report in diffs:
+        rows = []
+        for d in report:
+            mean, se = d.mean(), d.std(ddof=1) / np.sqrt(seeds)
+            half = stats.t.ppf(0.975, seeds - 1) * se
+            p = stats.ttest_1samp(d, 0.0).pvalue
+            rows.append({"mean diff": mean, "ci_low": mean - half, "ci_high": mean + half, "p": p})
+        judged = judge(pd.DataFrame(rows), null=np.nan)
+        false_reports += bool(judged["holds"].any())
+    assert false_reports / reports <= 0.08
+
+
+def few_shot_table() -> pd.DataFrame:
+    records, _ = load_runs(RESULTS / "few_shot" / "records")
+    return records_table(records)
+
+
+def test_the_few_shot_placebo_passed_the_old_rule_and_does_not_hold_now(tmp_path: Path) -> None:
+    """kd reads no few-shot label: kd under shots=5 against kd under shots=1 differs only in
+    the batches. The committed records give -0.8, -1.9, -1.4: 0/0/3, the old rule's finding."""
+    table = few_shot_table()
+    kd = table[(table["method"] == "kd") & ~table["control"]]
+    placebo = kd[kd["protocol"] == "few_shot(shots=5)"].assign(
+        method="kd_placebo", method_name="kd_placebo", protocol="few_shot(shots=1)"
+    )
+    one_shot = kd[kd["protocol"] == "few_shot(shots=1)"]
+    compared = paired_comparison(pd.concat([one_shot, placebo]), "kd")
+    (row,) = compared.to_dict("records")
+    assert row["W/T/L"] == "0/0/3"  # the sign rule's finding
+    records, _ = load_runs(RESULTS / "few_shot" / "records")
+    report, _ = write_report(records, tmp_path, "test", by=["protocol"])
+    family = pd.concat([report.comparison[COMPARED], compared[COMPARED]], ignore_index=True)
+    judged = judge(family, report.null.points)
+    assert not judged.iloc[-1]["holds"]
+    assert judged.iloc[-1]["p (Holm)"] > 0.05
+
+
+def test_kd_against_source_only_in_the_default_leaderboard_holds(tmp_path: Path) -> None:
+    """A real effect: kd over source_only on mnist→mnistm (results/quick), under the report's
+    own correction, interval and null spread."""
+    records, _ = load_runs(RESULTS / "quick" / "records")
+    report, _ = write_report(records, tmp_path, "test")
+    comparison = report.comparison.set_index(["against", "method"])
+    kd = comparison.loc[("source_only", "kd")]
+    assert kd["holds"] and kd["p (Holm)"] < 0.05 and kd["ci_low"] > 0
+    assert np.isfinite(report.null.points) and kd["mean diff"] > report.null.points
+    assert kd["mean diff"] > kd["mde"]
+
+
+def test_a_row_averages_only_the_seeds_that_have_every_pair() -> None:
+    """A failed run (seed 2 on the second pair) drops seed 2 from the row's mean and its n,
+    instead of averaging seed 2 over the pairs it has."""
+    rows = [
+        {"method": "m", "pair": pair, "seed": seed, "target_acc": acc}
+        for pair, accs in (("a", [0.5, 0.6, 0.7]), ("b", [0.1, 0.2, None]))
+        for seed, acc in enumerate(accs)
+    ]
+    spread = seed_spread(pd.DataFrame(rows), ["method"], "target_acc").loc["m"]
+    assert spread["n"] == 2
+    assert spread["mean"] == pytest.approx(np.mean([(0.5 + 0.1) / 2, (0.6 + 0.2) / 2]))
+
+
+def test_the_pooled_reference_counts_complete_seeds_only(tmp_path: Path) -> None:
+    """adda_kd failed one run (seed 2, mnist→syndigits): its pooled mean is over seeds 0-1."""
+    records, errors = load_runs(RESULTS / "reference")  # the four pairs' records
+    report, _ = write_report(records, tmp_path, "test", errors=errors)
+    board = report.board.flat().set_index("method")
+    assert board.loc["adda_kd", "seeds"] == 2
+    assert board.loc["kd", "seeds"] == 3
+
+
+def aa_suite(**fields) -> Suite:
+    return Suite(
+        name="aa",
+        pairs=[{"source": "mnist", "target": "mnistm"}],
+        teachers=["lenet"],
+        students=["lenet"],
+        methods=["source_only", "kd"],
+        seeds=[0, 1],
+        **fields,
+    )
+
+
+def test_an_aa_control_repeats_its_method_with_another_data_order_only() -> None:
+    plain = expand(aa_suite())
+    controlled = expand(aa_suite(controls=["aa"]))
+    controls = [s for s in controlled if s.method.stream is not None]
+    assert len(controlled) == len(plain) + 2 and len(controls) == 2
+    originals = {(s.seed, s.method.name): s for s in plain}
+    for control in controls:
+        original = originals[(control.seed, "kd")]  # kd: the first of kd and source_only
+        assert control.method.row == "kd (A/A)"
+        assert control.key != original.key and control.draws_key != original.draws_key
+        assert control.teacher_specs == original.teacher_specs
+        assert control.model_copy(update={"method": original.method}) == original
+    assert {s.key for s in plain} <= {s.key for s in controlled}  # no other run moves
+    on_source_only = expand(aa_suite(controls=[{"name": "aa", "method": "source_only"}]))
+    assert {s.method.name for s in on_source_only if s.method.stream} == {"source_only"}
+    with pytest.raises(ValueError, match="method 'dkd' is not one of the suite's methods"):
+        aa_suite(controls=[{"name": "aa", "method": "dkd"}])
+    with pytest.raises(ValueError, match="'aa'"):
+        aa_suite(controls=["bb"])
+
+
+def test_the_null_spread_is_measured_shown_and_held_against_every_comparison(
+    tmp_path: Path,
+) -> None:
+    """A/A differences of 3 and -4 points give a null spread of sqrt((9 + 16) / 2); a 3-point
+    effect with p well under 0.05 does not hold inside it, a 10-point one does."""
+    accs = {"source_only": [0.60, 0.62, 0.61, 0.63, 0.60]}
+    accs["kd"] = [a + 0.10 + 0.002 * i for i, a in enumerate(accs["source_only"])]
+    accs["dkd"] = [a + 0.03 + 0.002 * i for i, a in enumerate(accs["source_only"])]
+    records = [
+        handmade.make_record(handmade.make_spec(method, seed), {"target_acc": acc})
+        for method, values in accs.items()
+        for seed, acc in enumerate(values)
+    ]
+    for seed, move in ((0, 0.03), (1, -0.04)):
+        spec = handmade.make_spec("source_only", seed)
+        spec = spec.model_copy(update={"method": spec.method.model_copy(update={"stream": 1})})
+        records.append(handmade.make_record(spec, {"target_acc": accs["source_only"][seed] + move}))
+    report, _ = write_report(records, tmp_path, "test")
+    assert report.null.points == pytest.approx(np.sqrt((9 + 16) / 2), abs=1e-6)
+    assert "source_only (A/A)" not in set(report.board.mean.index.get_level_values("method"))
+    assert "Null spread: 3.5 points (root mean square of 2 A/A differences" in report.board.caption
+    rows = report.comparison.set_index(["against", "method"])
+    dkd, kd = rows.loc[("source_only", "dkd")], rows.loc[("source_only", "kd")]
+    assert dkd["p (Holm)"] < 0.05 and not dkd["beyond null"] and not dkd["holds"]
+    assert kd["beyond null"] and kd["holds"]
+    text = (tmp_path / "leaderboard.md").read_text()
+    assert "p (Holm)" in text and "holds" in text and "MDE" in text
+    assert "source_only (A/A)" in set(pd.read_csv(tmp_path / "records.csv")["method"])
