@@ -7,7 +7,12 @@ points for accuracies and ECE). A cell regresses when its change is below
 else from the two groups; the suite drifts when a metric's mean change over all cells is below
 -max(drift, machine noise). The machine noise is how far a cell's mean may move on another
 machine with the same spec and seeds (other kernels sum in another order), in points, stated in
-the baseline when it was written (`--machine-noise`); paired seeds do not cancel it.
+the baseline when it was written (`--machine-noise`); paired seeds do not cancel it. A
+baseline written with `--noise-from RUNS` (the same specs run on another machine or kernel
+set) carries each cell's own measured noise per metric, the |paired mean change| between the
+two; that cell's bound is then at least NOISE_MARGIN times it, so a stable cell (kd) gets a
+tight bound and a chaotic one (a source-only student on a hard shift) a loose one, instead of
+one machine-wide number that is either too loose for the first or too tight for the second.
 
 Exit codes: 0 fine; 1 a regression, a failed run or drift; 3 (unless --allow-missing) cells
 missing or incomparable; 2 bad usage (raised as XdkdError). A regression outranks a missing
@@ -32,12 +37,14 @@ from benchmark.tidy import CELL, cell_of, load_runs, records_table
 FORMAT = "xdkd-baseline/2"
 DEFAULT_METRICS = ("target_acc", "heldout_mean_acc", "mca")
 STORED_SKIP = ("seed", "teacher_floor", "selected_epoch")
+NOISE_MARGIN = 2.0  # a cell's bound: this many times the noise measured on one other machine
 NUMBERS = (
     "baseline",
     "spread",
     "current",
     "change",
     "se",
+    "noise",
     "threshold",
     "paired",
     "n_base",
@@ -84,13 +91,43 @@ def scale(name: str) -> float:
 # --- the baseline file -------------------------------------------------------------------
 
 
+def measured_noise(
+    seeds: dict[str, dict[str, Any]], other: pd.DataFrame, metrics: list[str]
+) -> dict[str, float]:
+    """Per metric, in points: how far the cell's mean moved on another machine (`other`,
+    its rows of the noise runs), paired over common seeds: the larger of |mean change| and
+    the per-seed changes' root mean square over sqrt(n), the size a mean of n such changes
+    has when they do not happen to cancel."""
+    there = {str(row["seed"]): row.dropna().to_dict() for _, row in other.iterrows()}
+    noise = {}
+    for name in metrics:
+        base, new = _seed_values(seeds, name), _seed_values(there, name)
+        common = sorted(set(base) & set(new))
+        if common:
+            changes = np.array([new[s] - base[s] for s in common])
+            typical = float(np.sqrt(np.mean(changes**2) / len(changes)))
+            noise[name] = max(abs(float(changes.mean())), typical)
+    return noise
+
+
 def baseline_from_runs(
-    runs_dir: Path, selection: str, command: str, machine_noise: float = 0.0
+    runs_dir: Path,
+    selection: str,
+    command: str,
+    machine_noise: float = 0.0,
+    noise_from: Path | None = None,
 ) -> dict[str, Any]:
     """Per cell: its configuration hash and, per seed, the run's spec hash and every metric;
-    the machine noise (points) every check against it allows."""
+    with `noise_from`, the cell's measured noise per metric (`measured_noise`); the machine
+    noise (points) every check against it allows."""
     records, _ = load_runs(runs_dir)
     table = records_table(records, selection)
+    others = None
+    if noise_from is not None:
+        other_records, _ = load_runs(noise_from)
+        others = records_table(other_records, selection) if other_records else None
+        if others is None:
+            raise XdkdError(f"--noise-from {noise_from}: no run records there")
     for name in DEFAULT_METRICS[:1]:
         if name not in table or table[name].isna().all():
             raise XdkdError(
@@ -112,7 +149,16 @@ def baseline_from_runs(
             for _, row in group.iterrows()
         }
         config = group["config"].iloc[0]
-        cells.append({**dict(zip(CELL, cell, strict=True)), "config": config, "seeds": seeds})
+        entry = {**dict(zip(CELL, cell, strict=True)), "config": config, "seeds": seeds}
+        if others is not None:
+            same = others[(others["key"].isin(group["key"])) & (others["config"] == config)]
+            if same.empty:
+                raise XdkdError(
+                    f"--noise-from {noise_from}: no run of cell {' '.join(cell)}; run the "
+                    "same suite there"
+                )
+            entry["noise"] = measured_noise(seeds, same, list(DEFAULT_METRICS))
+        cells.append(entry)
     return {
         "format": FORMAT,
         "selection": selection,
@@ -124,10 +170,15 @@ def baseline_from_runs(
 
 
 def write_baseline(
-    path: Path, runs_dir: Path, selection: str, command: str, machine_noise: float = 0.0
+    path: Path,
+    runs_dir: Path,
+    selection: str,
+    command: str,
+    machine_noise: float = 0.0,
+    noise_from: Path | None = None,
 ) -> int:
     """Write the baseline file; return its number of cells."""
-    baseline = baseline_from_runs(runs_dir, selection, command, machine_noise)
+    baseline = baseline_from_runs(runs_dir, selection, command, machine_noise, noise_from)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(baseline, indent=1, ensure_ascii=False) + "\n")
     return len(baseline["cells"])
@@ -170,12 +221,13 @@ def _seed_values(seeds: dict[str, dict[str, float]], metric: str) -> dict[str, f
 
 
 def _metric_row(
-    base: dict[str, float], new: dict[str, float], metric: str, settings: Settings
+    base: dict[str, float], new: dict[str, float], metric: str, settings: Settings, noise: float
 ) -> dict[str, Any]:
-    """Outcome and numbers of one metric of a cell present on both sides."""
+    """Outcome and numbers of one metric of a cell present on both sides; `noise`: the
+    cell's measured noise for it (0 where the baseline measured none)."""
     change, se, paired = change_and_se(base, new)
     abs_tol, z = settings.tolerance(metric)
-    threshold = max(abs_tol, settings.machine_noise or 0.0, z * se)
+    threshold = max(abs_tol, settings.machine_noise or 0.0, NOISE_MARGIN * noise, z * se)
     outcome = "pass"
     if abs(change) > threshold:
         outcome = "improved" if change > 0 else "regressed"
@@ -187,6 +239,7 @@ def _metric_row(
         "current": sign(metric) * float(np.mean(list(new.values()))),
         "change": change,
         "se": se,
+        "noise": noise,
         "threshold": threshold,
         "paired": paired,
     }
@@ -214,7 +267,8 @@ def compare_cell(
         if base or new:
             row = {**head, "metric": metric, "n_base": len(base), "n_new": len(new)}
             if base and new:
-                rows.append(row | _metric_row(base, new, metric, settings))
+                noise = float(cell.get("noise", {}).get(metric, 0.0))
+                rows.append(row | _metric_row(base, new, metric, settings, noise))
             else:
                 outcome = "new" if new else "missing"
                 rows.append(row | {"outcome": outcome, "detail": f"{metric} only on one side"})
@@ -243,10 +297,14 @@ def compare(
 
 
 def drift(rows: pd.DataFrame, bound: float) -> pd.DataFrame:
-    """Per metric: the mean change over all compared cells, and whether it is below -bound."""
+    """Per metric: the mean change over all compared cells, and whether it is below -bound
+    (at least NOISE_MARGIN times the cells' mean measured noise of the metric)."""
     compared = rows[rows["outcome"].isin(COMPARED)]
-    out = compared.groupby("metric")["change"].agg(["mean", "count"]).reset_index()
-    out["drifted"] = out["mean"] < -bound
+    grouped = compared.groupby("metric")
+    out = grouped["change"].agg(["mean", "count"])
+    out["bound"] = (NOISE_MARGIN * grouped["noise"].mean().fillna(0.0)).clip(lower=bound)
+    out = out.reset_index()
+    out["drifted"] = out["mean"] < -out["bound"]
     return out
 
 
@@ -318,10 +376,12 @@ def markdown_summary(
         f"{rows[CELL].drop_duplicates().shape[0]} cells, metrics {', '.join(settings.metrics)}. "
         "One row per cell and metric (failed, missing, new, incomparable: one per cell). "
         "A change is signed so worse is negative, in points; a cell regresses below "
-        "-max(abs_tol, machine noise, z·SE) "
+        f"-max(abs_tol, machine noise, {NOISE_MARGIN:g} × the cell's measured noise, z·SE) "
         f"({settings.describe()}); the suite drifts when a metric's mean change is below "
-        f"-{max(settings.drift, settings.machine_noise or 0.0):g}. `baseline` is the reference "
-        "mean over its seeds, `spread` their standard deviation (points), `current` the new mean.",
+        f"-max({max(settings.drift, settings.machine_noise or 0.0):g}, {NOISE_MARGIN:g} × its "
+        "cells' mean noise) (`bound`). `baseline` is the reference mean over its seeds, "
+        "`spread` their standard deviation (points), `current` the new mean, `noise` the "
+        "cell's change measured on another machine or kernel set when the baseline was made.",
         counts.rename("rows").to_frame().T.to_markdown(index=False),
     ]
     if len(drifts):

@@ -75,8 +75,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.update_baseline:
         rule = args.selection or DEFAULT_RULE
         noise = noise or 0.0
-        cells = write_baseline(baseline, runs_dir, rule, _command_line(), noise)
-        print(f"wrote baseline {baseline}: {cells} cells from {runs_dir}, machine noise {noise:g}")
+        noise_from = Path(args.noise_from) if args.noise_from else None
+        cells = write_baseline(baseline, runs_dir, rule, _command_line(), noise, noise_from)
+        measured = f", each cell's noise measured against {noise_from}" if noise_from else ""
+        print(
+            f"wrote baseline {baseline}: {cells} cells from {runs_dir}, machine noise "
+            f"{noise:g}{measured}"
+        )
         return 0
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else []
     settings = Settings(
@@ -166,6 +171,13 @@ def add_report_commands(commands: argparse._SubParsersAction) -> None:
         help="how far a cell's mean may move on another machine, same spec and seeds; no "
         "regression or drift is smaller (with --update-baseline: stored in the baseline; "
         "default: the baseline's)",
+    )
+    check.add_argument(
+        "--noise-from",
+        metavar="RUNS_DIR",
+        help="with --update-baseline: the same suite's runs on another machine or kernel set "
+        "(e.g. ATEN_CPU_CAPABILITY=avx2); each cell stores its measured change and gets a "
+        "bound of at least twice it",
     )
     check.add_argument("--allow-missing", action="store_true", help="missing cells exit 0")
     check.add_argument("--selection", choices=list(RULES), help="default: the baseline's")
