@@ -13,13 +13,14 @@ import base64
 import html
 import textwrap
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from benchmark.board import Board, floor_warnings, leaderboard
+from benchmark.claims import CLAIMS_FILE, judged, load_claims, render, sentence, write_claims
 from benchmark.errors import XdkdError
 from benchmark.plots import Plot, write_plots
 from benchmark.render import (
@@ -82,6 +83,7 @@ class Report:
     footer: str
     summary: pd.DataFrame
     null: NullSpread  # what the A/A controls measured (n 0: none)
+    claims: list = field(default_factory=list)  # (claim, its row, true?) from claims.yaml
 
     @property
     def title(self) -> str:
@@ -208,6 +210,12 @@ def write_report(
     board.flat().to_csv(out_dir / "leaderboard.csv", index=False, float_format="%.4f")
     compared.to_csv(out_dir / "comparison.csv", index=False, float_format="%.4f")
     ranks.to_csv(out_dir / "ranks.csv", index=False, float_format="%.4f")
+    claims = []
+    if (out_dir / CLAIMS_FILE).is_file():  # the folder's README claims, rendered from here
+        asserted = load_claims(out_dir / CLAIMS_FILE)
+        claims = judged(compared, asserted)
+        write_claims(out_dir / "README.md", render(compared, asserted, null.caption))
+        notes += [f"claim false: {sentence(*entry)[2:]}" for entry in claims if not entry[2]]
     severities = severity_table(records)
     severities = severities[severities["key"].isin(set(table["key"]))]
     plots, plot_notes = write_plots(table, severities, out_dir / "plots")
@@ -223,6 +231,7 @@ def write_report(
         footer=footer_line(table, command),
         summary=summary,
         null=null,
+        claims=claims,
     )
     (out_dir / "leaderboard.md").write_text(markdown_page(report, out_dir))
     (out_dir / "leaderboard.tex").write_text(latex_page(report))

@@ -13,6 +13,7 @@ import pytest
 from scipy import stats
 
 from benchmark.config import Suite
+from benchmark.errors import XdkdError
 from benchmark.expansion import expand
 from benchmark.report import write_report
 from benchmark.stats import (
@@ -191,3 +192,23 @@ def test_the_null_spread_is_measured_shown_and_held_against_every_comparison(
     text = (tmp_path / "leaderboard.md").read_text()
     assert "p (Holm)" in text and "holds" in text and "MDE" in text
     assert "source_only (A/A)" in set(pd.read_csv(tmp_path / "records.csv")["method"])
+
+
+def test_a_claim_the_records_do_not_bear_out_is_rendered_and_noted_as_false(tmp_path: Path) -> None:
+    (tmp_path / "claims.yaml").write_text(
+        "claims:\n"
+        "  - {method: kd, against: source_only, verdict: no_finding, says: a placebo}\n"
+        "  - {method: dkd, against: kd, verdict: above}\n"
+    )
+    (tmp_path / "README.md").write_text("# hand-written\n\nkept\n")
+    records, _ = load_runs(RESULTS / "quick" / "records")
+    report, _ = write_report(records, tmp_path, "test")
+    assert [entry[2] for entry in report.claims] == [False, False]
+    readme = (tmp_path / "README.md").read_text()
+    assert readme.startswith("# hand-written\n\nkept\n")
+    assert "holds, above; THE README CLAIMED no_finding" in readme
+    assert "`dkd` against `kd`: NOT IN THE RECORDS" in readme
+    assert any(note.startswith("claim false: a placebo") for note in report.notes)
+    (tmp_path / "claims.yaml").write_text("claims:\n  - {method: kd, verdict: above}\n")
+    with pytest.raises(XdkdError, match="claims file .* is not valid"):
+        write_report(records, tmp_path, "test")

@@ -4,10 +4,12 @@ their pair's runs; and the default leaderboard (results/quick, what `make run` p
 its story: the teacher is clearly better on the target than a source-only student in every
 seed, and both KD and the domain-aware method beat source-only under the claim rule."""
 
+import shutil
 from pathlib import Path
 
 import pytest
 
+from benchmark.claims import CLAIMS_FILE, load_claims, sentence
 from benchmark.expansion import expand
 from benchmark.report import write_report
 from benchmark.suites import load_suite
@@ -80,3 +82,20 @@ def test_the_reference_folders_hold_their_pairs_runs():
         assert committed <= keys[folder.name], folder
         if (folder / "leaderboard.md").exists():
             assert committed == keys[folder.name], folder
+
+
+CLAIMED = sorted(p.parent for p in (ROOT / "results").rglob(CLAIMS_FILE))
+
+
+@pytest.mark.parametrize("folder", CLAIMED, ids=lambda p: p.name)
+def test_every_claim_holds_and_its_readme_says_what_the_records_say(folder, tmp_path):
+    """The claims of a results folder's README, remade from its records: each verdict is the
+    records' verdict under the claim rule, and the README holds exactly the rendered text."""
+    claims = load_claims(folder / CLAIMS_FILE)
+    records, errors = load_runs(folder / "records")
+    shutil.copy(folder / CLAIMS_FILE, tmp_path / CLAIMS_FILE)
+    report, _ = write_report(records, tmp_path, "test", errors=errors, by=claims.by)
+    false = [sentence(*entry) for entry in report.claims if not entry[2]]
+    assert not false, false
+    rendered = (tmp_path / "README.md").read_text().strip()
+    assert rendered in (folder / "README.md").read_text(), "remake the folder's report"
