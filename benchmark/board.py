@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from benchmark.errors import XdkdError
-from benchmark.metrics import metric
+from benchmark.metrics import CHANCE_MARGIN, metric
 from benchmark.protocols import PROTOCOL_NAMES
 from benchmark.selection import RULES, UNDER_TRAINED_POINTS
 from benchmark.stats import NullSpread, complete_seeds, seed_spread
@@ -77,6 +77,7 @@ class Board:
     best: pd.DataFrame
     below_floor: pd.DataFrame
     under_trained: pd.DataFrame  # a run of the cell was still rising on source validation
+    at_chance: pd.DataFrame  # a run of the cell ended at chance (`tidy.at_chance`)
     columns: list[Column]
     caption: str
     notes: list[str] = field(default_factory=list)
@@ -190,6 +191,7 @@ def leaderboard(
     mean, se = mean.loc[order.index], se.loc[order.index]
     below_floor = _pair_flags(table, rows, "teacher_below_floor", mean, cols)
     short = _pair_flags(table, rows, "under_trained", mean, cols)
+    chance = _pair_flags(table, rows, "at_chance", mean, cols)
     oracle = RULES[selection].oracle  # target labels chose the epochs: shown, never ranked
     ranked_rows = ~reference.loc[mean.index] & (not oracle)
     return Board(
@@ -206,6 +208,7 @@ def leaderboard(
         best=_best(mean, ranked_rows, cols),
         below_floor=below_floor,
         under_trained=short,
+        at_chance=chance,
         columns=cols,
         caption=caption(table, pairs, [c.label for c in cols], selection, null),
         notes=[f"column(s) {', '.join(empty)} left out: no record has them"] if empty else [],
@@ -270,6 +273,18 @@ def caption(
         parts.append("Best in bold.")
     if table["teacher_below_floor"].any():
         parts.append("† teacher under its source-accuracy floor: results from it are suspect.")
+    parts.append(
+        "Failure, one rule for every method: a run whose loss became NaN, or rose while it "
+        "ended at chance on source validation, failed (listed under the table, not counted); "
+        "a finished run whose target, source or source-validation accuracy ends at chance "
+        f"(under {CHANCE_MARGIN:g} / classes) is counted as measured and marked ○."
+    )
+    if table["last_epoch_fallback"].any():
+        fallback = sorted(set(table.loc[table["last_epoch_fallback"], "method"]))
+        parts.append(
+            f"{', '.join(fallback)}: the last epoch where a run's source-validation accuracy "
+            "was at chance at every epoch (no signal to select by)."
+        )
     if table["under_trained"].any():
         parts.append(
             f"‡ under-trained: a run of the cell gained more than {UNDER_TRAINED_POINTS} points "

@@ -47,6 +47,9 @@ def mean_corruption_accuracy(cells: Cells) -> float:
 # --- the metrics registry ------------------------------------------------------------------
 
 
+CHANCE_MARGIN = 1.5  # an accuracy under CHANCE_MARGIN / classes counts as chance
+
+
 @dataclass(frozen=True)
 class Metric:
     """A metric, declared once: records, leaderboards, plots and `xdkd check` read this.

@@ -31,6 +31,7 @@ LATEX_SPECIALS = {
     "±": r"$\pm$",
     "†": r"$^\dagger$",
     "‡": r"$^\ddagger$",
+    "○": r"$^\circ$",
     "–": "--",
     "≥": r"$\geq$",
     "|": r"\textbar{}",
@@ -53,7 +54,7 @@ def number(value: float, decimals: int = 1, sign: bool = False) -> str:
 
 def cell_text(board: Board) -> pd.DataFrame:
     """Row keys, rank, then `mean ± se` per column ('–' for no data, '†' for a teacher under
-    its floor, '‡' for an under-trained run); reference rows are ranked 'ref'."""
+    its floor, '‡' an under-trained run, '○' one at chance); reference rows rank 'ref'."""
     text = pd.DataFrame(index=board.mean.index)
     text["rank"] = [
         "ref" if ref else number(rank, 0)
@@ -68,6 +69,7 @@ def cell_text(board: Board) -> pd.DataFrame:
         ]
         text.loc[board.below_floor[column.label], column.label] += "†"
         text.loc[board.under_trained[column.label], column.label] += "‡"
+        text.loc[board.at_chance[column.label], column.label] += "○"
     return text.reset_index()
 
 

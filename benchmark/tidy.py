@@ -16,7 +16,13 @@ import pandas as pd
 
 from benchmark.config import grid_label
 from benchmark.errors import XdkdError
-from benchmark.metrics import METRICS, corruption_errors, mean_corruption_accuracy, metric
+from benchmark.metrics import (
+    CHANCE_MARGIN,
+    METRICS,
+    corruption_errors,
+    mean_corruption_accuracy,
+    metric,
+)
 from benchmark.protocols import PROTOCOLS
 from benchmark.selection import RULES, under_trained
 from benchmark.specs import RunRecord
@@ -97,6 +103,30 @@ def method_row(record: RunRecord) -> str:
     return f"{row} (external)" if record.external is not None else row
 
 
+def chance(record: RunRecord) -> float:
+    """The accuracy under which a run of this record's classes counts as at chance (the
+    training loop's rule: CHANCE_MARGIN / classes)."""
+    return CHANCE_MARGIN / max(1, len(record.saw.get("classes") or []) or 10)
+
+
+def at_chance(record: RunRecord) -> bool:
+    """The one rule for a finished run at chance, the same for every method: at the end of
+    training its target accuracy, its source test accuracy or its source-validation accuracy
+    is under `chance`. Such a run is recorded, ranked as measured
+    and flagged; a run whose loss became NaN or rose while it ended at chance on source
+    validation failed in training (`benchmark.train.divergence`) and is a failed run."""
+    values = [record.metrics.get("target_acc"), record.metrics.get("source_acc")]
+    values.append((record.curves.get("source_val_acc") or [None])[-1])
+    return any(v is not None and v == v and v < chance(record) for v in values)
+
+
+def no_validation_signal(record: RunRecord) -> bool:
+    """Whether a run's source-validation curve is at chance at every epoch (black-box DINE's
+    students): source-validation selection would pick its epoch by noise."""
+    curve = [v for v in record.curves.get("source_val_acc", []) if v == v]
+    return bool(curve) and max(curve) < chance(record)
+
+
 def _selected_metrics(record: RunRecord, selection: str) -> dict[str, float]:
     """The record's metrics with the chosen epoch's clean metrics laid over them; a record
     the rule chose no epoch for has no clean numbers under it, not last-epoch ones (an
@@ -108,6 +138,8 @@ def _selected_metrics(record: RunRecord, selection: str) -> dict[str, float]:
     data_free = not PROTOCOLS[record.spec.setting.protocol.name].real_images
     if selection == "last" or untrained or data_free or record.external is not None:
         return metrics
+    if RULES[selection].curve == "source_val_acc" and no_validation_signal(record):
+        return metrics  # a curve at chance throughout carries no signal: the last epoch
     chosen = record.selected.get(selection)
     selectable = [k for k in metrics if k.partition("/")[0] in METRICS and metric(k).selection]
     overlay = {key: math.nan for key in selectable} | (chosen or {})
@@ -149,6 +181,8 @@ def _row(record: RunRecord, selection: str) -> dict[str, Any]:
         **metrics,
         "selected_epoch": (record.selected.get(selection) or {}).get("epoch", math.nan),
         "under_trained": under_trained(record.curves),
+        "at_chance": at_chance(record),
+        "last_epoch_fallback": selection != "last" and no_validation_signal(record),
         "teacher_source_acc": min((t["source_accuracy"] for t in teachers), default=math.nan),
         "teacher_below_floor": any(t["below_floor"] for t in teachers),
         "teacher_floor": teachers[0]["floor"] if teachers else math.nan,

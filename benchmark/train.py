@@ -31,12 +31,12 @@ from benchmark.errors import XdkdError
 from benchmark.evaluate import predict
 from benchmark.fastpath import FastPath
 from benchmark.methods.base import Batch, DomainBatch, Method, Synthetic
+from benchmark.metrics import CHANCE_MARGIN
 from benchmark.selection import RULES
 from benchmark.teachers import Teachers
 from benchmark.tracking import Tracker
 
 LOG_EVERY = 20  # steps between reads of the loss values (each read is a host sync)
-CHANCE_MARGIN = 1.5  # accuracy under CHANCE_MARGIN / classes counts as chance
 DIVERGED_NLL = 10.0  # validation NLL above this many times log(classes) is divergence
 
 

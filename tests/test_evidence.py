@@ -212,3 +212,30 @@ def test_a_claim_the_records_do_not_bear_out_is_rendered_and_noted_as_false(tmp_
     (tmp_path / "claims.yaml").write_text("claims:\n  - {method: kd, verdict: above}\n")
     with pytest.raises(XdkdError, match="claims file .* is not valid"):
         write_report(records, tmp_path, "test")
+
+
+def test_one_failure_rule_marks_every_method_at_chance_and_dine_like_curves_use_the_last_epoch(
+    tmp_path: Path,
+) -> None:
+    """A run at chance on the target is counted and marked ○ whatever its method; a run whose
+    source-validation curve is at chance throughout is reported at its last epoch, since
+    the curve cannot choose one."""
+    records = []
+    for method, acc in (("source_only", 0.40), ("adversarial_kd", 0.104), ("kd", 0.60)):
+        for seed in range(2):
+            spec = handmade.make_spec(method, seed)
+            selected = {"source-val": {"epoch": 4.0, "target_acc": acc + 0.2}}
+            record = handmade.make_record(spec, {"target_acc": acc}, selected)
+            if method == "kd":  # black-box-like: source validation carries no signal
+                flat = {"epoch": [4.0, 8.0], "source_val_acc": [0.11, 0.10]}
+                record = record.model_copy(update={"curves": flat})
+            records.append(record)
+    report, _ = write_report(records, tmp_path, "test")
+    table = report.table.set_index(["method", "seed"])
+    assert table.loc[("kd", 0), "target_acc"] == pytest.approx(0.60)  # the last epoch's
+    assert table.loc[("source_only", 0), "target_acc"] == pytest.approx(0.60)  # selected
+    assert table.loc[("adversarial_kd", 0), "at_chance"]  # its last epoch at 10.4%
+    assert table.loc[("kd", 0), "at_chance"] and not table.loc[("source_only", 0), "at_chance"]
+    text = (tmp_path / "leaderboard.md").read_text()
+    assert "one rule for every method" in text and "○" in text
+    assert "kd: the last epoch where a run's source-validation accuracy" in text

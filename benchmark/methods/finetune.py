@@ -16,12 +16,12 @@ from __future__ import annotations
 import logging
 import warnings
 
-import torch
 from torch import nn
 
-from benchmark.methods.base import Batch, Method
+from benchmark.methods.base import Batch
 from benchmark.methods.parts import copy_matching_weights
 from benchmark.methods.registry import METHODS
+from benchmark.methods.source_and_shots import SourceAndShots
 from benchmark.protocols import Needs
 from benchmark.teachers import Teachers
 
@@ -29,11 +29,12 @@ log = logging.getLogger(__name__)
 
 
 @METHODS.register("finetune")
-class Finetune(Method):
+class Finetune(SourceAndShots):
+    """`source_and_shots`' loss from the teacher's weights."""
+
     family = "transfer"
     paper = "Yosinski et al. NeurIPS 2014: initialise from the teacher, fine-tune on labels"
     needs = Needs(teacher="features", teachers="one", target_labels="few")
-    defaults = {"source_weight": 1.0, "target_weight": 1.0}
     student_is_teacher_architecture = True
 
     def setup(self, student: nn.Module, teacher: Teachers | None, batch: Batch) -> None:
@@ -44,15 +45,3 @@ class Finetune(Method):
             warnings.warn(f"{message}; the rest keep their random initialisation", stacklevel=2)
         else:
             log.info(message)
-
-    def losses(
-        self, student: nn.Module, teacher: Teachers | None, batch: Batch
-    ) -> dict[str, torch.Tensor]:
-        count = len(batch.source_labels)
-        logits = student(torch.cat([batch.source_images, batch.labelled_images]))
-        return {
-            "ce_source": self.params["source_weight"]
-            * self.cross_entropy(logits[:count], batch.source_labels),
-            "ce_target": self.params["target_weight"]
-            * self.cross_entropy(logits[count:], batch.labelled_labels),
-        }
