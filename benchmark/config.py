@@ -430,17 +430,6 @@ class Suite(Strict):
     def shorthand_controls(cls, values: Any) -> Any:
         return [_named(v) for v in values] if isinstance(values, list) else values
 
-    @model_validator(mode="after")
-    def controlled_methods_exist(self) -> Suite:
-        rows = [m.row for m in self.methods]
-        for index, control in enumerate(self.controls):
-            if control.method is not None and control.method not in rows:
-                raise ValueError(
-                    f"controls[{index}]: method '{control.method}' is not one of the "
-                    f"suite's methods ({', '.join(rows)}); name one of them"
-                )
-        return self
-
     @field_validator("grid")
     @classmethod
     def trainable_grid(cls, grid: dict[str, list[Any]]) -> dict[str, list[Any]]:

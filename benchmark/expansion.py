@@ -90,6 +90,14 @@ def check_suite(suite: Suite, known: Catalogue) -> None:
         [m.row for m in methods],
         "give one of them its own row name: {name: ..., params: ..., label: my_name}",
     )
+    rows = [m.row for m in methods]
+    for index, control in enumerate(suite.controls):
+        if control.method is not None and control.method not in rows:
+            raise SuiteProblem(
+                ("controls", index, "method"),
+                f"method '{control.method}' is not one of the suite's methods "
+                f"({', '.join(rows)}); name one of them",
+            )
     _check_domains(suite)
     settings_of_suite(suite)  # every pair and task set fits a protocol
     expand_runs(suite, known)  # every method fits a setting

@@ -10,6 +10,7 @@ import handmade
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from scipy import stats
 
 from benchmark.config import Suite
@@ -23,6 +24,7 @@ from benchmark.stats import (
     paired_comparison,
     seed_spread,
 )
+from benchmark.suites import load_suite
 from benchmark.tidy import load_runs, records_table
 
 RESULTS = Path(__file__).parents[1] / "results"
@@ -158,10 +160,16 @@ def test_an_aa_control_repeats_its_method_with_another_data_order_only() -> None
     assert {s.key for s in plain} <= {s.key for s in controlled}  # no other run moves
     on_source_only = expand(aa_suite(controls=[{"name": "aa", "method": "source_only"}]))
     assert {s.method.name for s in on_source_only if s.method.stream} == {"source_only"}
-    with pytest.raises(ValueError, match="method 'dkd' is not one of the suite's methods"):
-        aa_suite(controls=[{"name": "aa", "method": "dkd"}])
     with pytest.raises(ValueError, match="'aa'"):
         aa_suite(controls=["bb"])
+
+
+def test_a_control_of_a_method_the_suite_lacks_names_the_line_and_the_choices(tmp_path: Path):
+    suite = aa_suite().model_dump(mode="json") | {"controls": [{"name": "aa", "method": "dkd"}]}
+    path = tmp_path / "aa.yaml"
+    path.write_text(yaml.safe_dump(suite, sort_keys=False))
+    with pytest.raises(XdkdError, match=r"controls\.0\.method: method 'dkd' is not one of the"):
+        load_suite(path)
 
 
 def test_the_null_spread_is_measured_shown_and_held_against_every_comparison(
