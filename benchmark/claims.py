@@ -43,6 +43,7 @@ class Claims(BaseModel):
 
     claims: list[Claim] = Field(min_length=1)
     by: list[str] = Field(default_factory=list)  # the report's --by, where the claims split
+    references: list[str] | None = None  # the report's --reference, where not kd, source_only
 
 
 def load_claims(path: Path) -> Claims:
