@@ -37,20 +37,21 @@ def task(kind: str, key: str, teacher_key: str) -> Task:
     return Task(kind, key, (teacher_key,), f"{kind} {key}", "{}")
 
 
-def test_scheduler_hands_out_teachers_first_then_runs_by_teacher_affinity():
+def test_scheduler_hands_out_teachers_first_then_runs_of_done_teachers_by_affinity():
     t1, t2 = task("teacher", "t1", "t1"), task("teacher", "t2", "t2")
     r1, r2, r3 = task("run", "r1", "t1"), task("run", "r2", "t2"), task("run", "r3", "t1")
     scheduler = Scheduler([t1, t2], [r1, r2, r3])
     assert scheduler.next() is t1 and scheduler.next() is t2
-    assert scheduler.next() is None  # no run starts while a teacher trains
+    assert scheduler.next() is None  # no run starts while its teacher trains
     scheduler.report(t1, Result("t1", "done"))
-    assert scheduler.next() is None
+    assert scheduler.next(("t2",)) is r1  # t1 is done: its runs go while t2 trains
+    assert scheduler.next() is r3
+    assert scheduler.next() is None  # r2 waits for t2
     scheduler.report(t2, Result("t2", "done"))
+    scheduler.requeue(r1)  # its worker died: back to the front
     assert scheduler.next(("t2",)) is r2  # the worker that holds t2 gets t2's run
     assert scheduler.next(("t9",)) is r1  # no match: the first in order
-    scheduler.requeue(r1)  # its worker died: back to the front
-    assert scheduler.next(("t2",)) is r1
-    assert scheduler.queued == 1 and not scheduler.finished
+    assert scheduler.queued == 0 and not scheduler.finished
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity on this OS")

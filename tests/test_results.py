@@ -46,10 +46,11 @@ def test_a_suites_folder_holds_exactly_its_runs(name):
     assert {r.key for r in records} == {spec.key for spec in expand(suite)}
 
 
-def test_the_default_suite_has_five_seeds_and_an_aa_control():
+def test_the_default_suite_has_four_seeds_and_an_aa_control():
+    """Four, not five: five seeds with the control took `make run` past its 4 minutes."""
     assert "quick" in SUITE_FOLDERS
     suite = load_suite(ROOT / "baselines" / "quick.yaml")
-    assert len(suite.seeds) >= 5 and [c.name for c in suite.controls] == ["aa"]
+    assert len(suite.seeds) >= 4 and [c.name for c in suite.controls] == ["aa"]
 
 
 def test_the_story_holds_under_the_claim_rule(quick, tmp_path):

@@ -75,9 +75,10 @@ class SweepSummary:
 
 
 class Scheduler:
-    """Hands out tasks: every teacher first (they may run in parallel), then the runs once
-    no teacher is in flight, a worker's current teacher's runs first. A run another process
-    holds comes back after BUSY_RETRY_S, until that process records it or dies."""
+    """Hands out tasks: every teacher first (they may run in parallel), then the runs whose
+    teachers are all done (so a worker is not idle while the last teachers train), a
+    worker's current teacher's runs first. A run another process holds comes back after
+    BUSY_RETRY_S, until that process records it or dies."""
 
     def __init__(self, teachers: list[Task], runs: list[Task]) -> None:
         self.teachers = deque(teachers)
@@ -103,16 +104,14 @@ class Scheduler:
     def _pick(self, affinity: str | None) -> Task | None:
         if self.teachers:
             return self.teachers.popleft()
-        if any(task.kind == "teacher" for task in self.in_flight.values()):
-            return None
-        if self.runs:
-            index = next(
-                (i for i, task in enumerate(self.runs) if task.teacher_keys == affinity), 0
-            )
+        training = {t.key for t in self.in_flight.values() if t.kind == "teacher"}
+        ready = [i for i, task in enumerate(self.runs) if not training & set(task.teacher_keys)]
+        if ready:
+            index = next((i for i in ready if self.runs[i].teacher_keys == affinity), ready[0])
             return self.runs.pop(index)
         now = time.monotonic()
-        for index, (ready, _) in enumerate(self.deferred):
-            if ready <= now:
+        for index, (when, task) in enumerate(self.deferred):
+            if when <= now and not training & set(task.teacher_keys):
                 return self.deferred.pop(index)[1]
         return None
 
