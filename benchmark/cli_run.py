@@ -4,14 +4,22 @@ executors and the report, prints."""
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from benchmark.cli_datasets import add_data_options, apply_data_options
 from benchmark.errors import XdkdError
 from benchmark.files import output_directory
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from benchmark.catalogue import Catalogue
+    from benchmark.config import SeedPlan, Suite
 
 
 def baselines_dir() -> Path:
@@ -35,25 +43,66 @@ def suite_path(name: str) -> Path:
 def cmd_run(args: argparse.Namespace) -> int:
     apply_data_options(args)
     from benchmark.catalogue import live_catalogue
-    from benchmark.expansion import expand_runs
+    from benchmark.config import SeedPlan
+    from benchmark.provenance import resolve_device
     from benchmark.suites import load_suite
 
     known = live_catalogue()
     suite = load_suite(suite_path(args.suite), args.set, known)
+    device = resolve_device(args.device)
+    out = output_directory(Path(args.out or Path("runs") / suite.name), "--out")
+    results = output_directory(Path(args.results or Path("results") / suite.name), "--results")
+    plan = suite.seeds if isinstance(suite.seeds, SeedPlan) else None
+    seeds = suite.first_seeds
+    while True:
+        code, comparison = run_seeds(
+            suite.model_copy(update={"seeds": seeds}), known, args, device, out, results
+        )
+        if plan is None or code:
+            return code
+        more = next_seed(plan, seeds, comparison)
+        if more is None:
+            return code
+        seeds = [*seeds, more]
+
+
+def next_seed(plan: SeedPlan, seeds: list[int], comparison: pd.DataFrame | None) -> int | None:
+    """The seed a seed plan adds after `seeds` (None: enough); prints why."""
+    from benchmark.stats import widest_halfwidth
+
+    width = (
+        math.nan if comparison is None else widest_halfwidth(comparison, plan.method, plan.against)
+    )
+    compared = f"{plan.method or 'every method'} against {plan.against or 'kd and source_only'}"
+    shown = "no interval yet" if math.isnan(width) else f"widest 95% interval ±{width:.1f} points"
+    bound = f"±{plan.until_halfwidth:g}"
+    more = None
+    if width <= plan.until_halfwidth:
+        verdict = f"within {bound}: done"
+    elif len(seeds) >= plan.max:
+        verdict = f"not within {bound}, but the plan's max is {plan.max} seeds: done"
+    else:
+        more = max(seeds) + 1
+        verdict = f"not within {bound}: adding seed {more}"
+    print(f"seed plan: {len(seeds)} seeds, {compared}: {shown}, {verdict}")
+    return more
+
+
+def run_seeds(
+    suite: Suite, known: Catalogue, args: argparse.Namespace, device, out: Path, results: Path
+) -> tuple[int, pd.DataFrame | None]:
+    """Run the suite (as its seeds stand) and report it: (exit code, its comparison)."""
+    from benchmark.data.provider import SplitProvider
+    from benchmark.data.setting import check_setting_data
+    from benchmark.expansion import expand_runs
+
     expansion = expand_runs(suite, known)
     for note in expansion.notes:
         print(f"note: {note}")
-    from benchmark.data.provider import SplitProvider
-    from benchmark.data.setting import check_setting_data
-    from benchmark.provenance import resolve_device
-
-    device = resolve_device(args.device)
     options = executor_options(args, expansion.specs, device)
     provider = SplitProvider(device)
     for spec in {s.setting.model_dump_json(): s for s in expansion.specs}.values():
         check_setting_data(provider, spec)
-    out = output_directory(Path(args.out or Path("runs") / suite.name), "--out")
-    results = output_directory(Path(args.results or Path("results") / suite.name), "--results")
     where = (
         f"Slurm ({options.slurm.cluster})"
         if options.executor == "slurm"
@@ -71,10 +120,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def sweep_and_report(
     specs, evaluation, out: Path, results: Path | None, device, options, selection
-) -> int:
-    """Run the sweep, print what happened, write and print the leaderboard."""
+) -> tuple[int, pd.DataFrame | None]:
+    """Run the sweep, print what happened, write and print the leaderboard; (exit code, the
+    report's comparison, None when nothing was reported)."""
     from benchmark.executors import run_sweep
-    from benchmark.report import write_leaderboard
+    from benchmark.report import write_report
     from benchmark.store import RunStore
 
     store = RunStore(out)
@@ -87,11 +137,13 @@ def sweep_and_report(
     for key, label, reason in summary.failed:
         print(f"  failed: {key} {label}: {reason}")
     records = store.records([spec.key for spec in specs])
+    comparison = None
     if records and results is not None:
         command = "xdkd " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-        _, text = write_leaderboard(records, results, command, selection)
+        report, text = write_report(records, results, command, selection=selection)
+        comparison = report.comparison
         print(text)
-    return 1 if summary.failed or summary.not_retried else 0
+    return (1 if summary.failed or summary.not_retried else 0), comparison
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -133,10 +185,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for evaluation, specs in groups.values():
         settings = ", ".join(f"{f}={getattr(evaluation, f)}" for f in EVALUATION_FIELDS)
         print(f"evaluating {len(specs)} trained runs of {root} ({settings})")
-        code = max(
-            code,
-            sweep_and_report(specs, evaluation, root, results, device, options, args.selection),
+        done, _ = sweep_and_report(
+            specs, evaluation, root, results, device, options, args.selection
         )
+        code = max(code, done)
     if skipped:
         print(f"{skipped} runs are not trained (yet) and were left alone: xdkd run trains them")
     if not args.results:

@@ -15,12 +15,14 @@ import difflib
 import hashlib
 import json
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationInfo,
     field_validator,
     model_serializer,
@@ -35,6 +37,7 @@ SAFE_NAME_RULE = "letters, digits, '.', '_' and '-', starting with a letter or d
 # `Recipe.augment`'s policies (`benchmark.data.augment`); `none` and `standard` are stored as
 # false and true, the field's values before it took names, so their run keys stay as they were
 AUGMENT_POLICIES = ("none", "standard", "randaugment", "autoaugment", "mixup", "cutmix")
+REFERENCES = ("kd", "source_only")  # what every method is compared with, paired by cell
 
 
 class Strict(BaseModel):
@@ -179,6 +182,41 @@ class ControlSpec(Strict):
 
     name: Literal["aa"]
     method: str | None = None
+
+
+class SeedPlan(Strict):
+    """`seeds: {min: 5, max: 20, until_halfwidth: 2.0}`: seeds 0 to min-1 first, then one
+    more at a time until the 95% interval of the key comparison (`method` against `against`;
+    left out: every method, every reference) is at most `until_halfwidth` points either side
+    in every row, or `max` seeds ran. Seeds by need (Bouthillier et al., MLSys 2021): the
+    noise of a comparison, not a habit, sets its n. The suite's `seeds` are those planned so
+    far; `xdkd run` adds the rest."""
+
+    min: int = Field(5, ge=2)
+    max: int = Field(20, ge=2)
+    until_halfwidth: float = Field(gt=0)
+    method: str | None = None
+    against: str | None = None
+
+    @field_validator("against")
+    @classmethod
+    def a_reference(cls, against: str | None) -> str | None:
+        if against is not None and against not in REFERENCES:
+            raise ValueError(f"'{against}' is not a reference; give one of {', '.join(REFERENCES)}")
+        return against
+
+    @model_validator(mode="after")
+    def min_below_max(self) -> SeedPlan:
+        if self.max < self.min:
+            raise ValueError(f"max {self.max} is below min {self.min}; give max >= min")
+        return self
+
+
+# a list of seeds, or a plan that adds seeds by need (tagged so an error names which it read)
+Seeds = Annotated[
+    Annotated[list[int], Field(min_length=1), Tag("list")] | Annotated[SeedPlan, Tag("plan")],
+    Discriminator(lambda value: "plan" if isinstance(value, dict | SeedPlan) else "list"),
+]
 
 
 class MethodSpec(Strict):
@@ -404,7 +442,7 @@ class Suite(Strict):
     teachers: list[BackboneSpec] = Field(min_length=1)
     students: list[BackboneSpec] = Field(min_length=1)
     methods: list[MethodSpec] = Field(min_length=1)
-    seeds: list[int] = Field([0], min_length=1)
+    seeds: Seeds = [0]
     protocol: list[ProtocolSpec] = Field(
         default_factory=lambda: [ProtocolSpec(name="uda")], min_length=1
     )
@@ -464,6 +502,11 @@ class Suite(Strict):
     @classmethod
     def known_corruptions(cls, entries: list[str], info: ValidationInfo) -> list[str]:
         return EvalSpec.known_corruptions(entries, info)
+
+    @property
+    def first_seeds(self) -> list[int]:
+        """The seeds to run first: the list, or a seed plan's first `min`."""
+        return list(range(self.seeds.min)) if isinstance(self.seeds, SeedPlan) else self.seeds
 
     @property
     def evaluation(self) -> EvalSpec:

@@ -24,7 +24,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from benchmark.catalogue import Catalogue
-from benchmark.config import MethodSpec, ProtocolSpec, Suite, grid_label
+from benchmark.config import REFERENCES, MethodSpec, ProtocolSpec, SeedPlan, Suite, grid_label
 from benchmark.errors import XdkdError
 from benchmark.protocols import PROTOCOLS, Grants, Needs, grants, unmet
 from benchmark.specs import RunSpec, Setting
@@ -64,7 +64,7 @@ def check_suite(suite: Suite, known: Catalogue) -> None:
     """Everything one field cannot check alone: repeats, domains, families, tasks and that
     every pair, protocol and method fits something."""
     dump = lambda m: json.dumps(m.model_dump(mode="json"), sort_keys=True)  # noqa: E731
-    _no_repeats("seeds", suite.seeds, list(map(str, suite.seeds)), "remove it")
+    _no_repeats("seeds", suite.first_seeds, list(map(str, suite.first_seeds)), "remove it")
     _no_repeats(
         "teachers", [dump(t) for t in suite.teachers], [t.name for t in suite.teachers], "remove it"
     )
@@ -98,9 +98,34 @@ def check_suite(suite: Suite, known: Catalogue) -> None:
                 f"method '{control.method}' is not one of the suite's methods "
                 f"({', '.join(rows)}); name one of them",
             )
+    _check_seed_plan(suite, rows)
     _check_domains(suite)
     settings_of_suite(suite)  # every pair and task set fits a protocol
     expand_runs(suite, known)  # every method fits a setting
+
+
+def _check_seed_plan(suite: Suite, rows: list[str]) -> None:
+    """A seed plan's key comparison is between two rows the suite has."""
+    plan = suite.seeds
+    if not isinstance(plan, SeedPlan):
+        return
+    references = [r for r in REFERENCES if r in rows]
+    if not references:
+        raise SuiteProblem(
+            ("seeds",),
+            "adding seeds until an interval is narrow needs a comparison: add kd or "
+            "source_only to methods, or give seeds as a list",
+        )
+    for field_name, named, allowed in (
+        ("against", plan.against, references),
+        ("method", plan.method, [r for r in rows if r not in (plan.against, "teacher")]),
+    ):
+        if named is not None and named not in allowed:
+            raise SuiteProblem(
+                ("seeds", field_name),
+                f"'{named}' is not one of the suite's methods it can compare "
+                f"({', '.join(allowed)}); name one of them",
+            )
 
 
 def _family(domain: str, location: Location) -> str:
@@ -352,7 +377,7 @@ def _expand_methods(suite: Suite, known: Catalogue) -> Expansion:
             )
         notes += [f"method '{method.row}' skipped {w}" for w in why_not]
         for setting in fitting:
-            for seed in suite.seeds:
+            for seed in suite.first_seeds:
                 for teacher in suite.teachers:
                     own_student = not card.trains_student or card.student_is_teacher_architecture
                     for student in [teacher] if own_student else suite.students:

@@ -4,7 +4,7 @@ records.csv/.parquet (one row per run), summary.csv/.parquet (per cell and metri
 standard error, 95% t-interval over seeds), leaderboard.csv/.md/.tex, comparison.csv (every
 method against each reference method, paired), ranks.csv (how sure each rank is, by bootstrap
 over seeds), plots/*.png|pdf and index.html (tables and plots in one self-contained page).
-`write_leaderboard` is what `xdkd run` calls after a suite.
+`write_report` is also what `xdkd run` calls after a suite.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import pandas as pd
 
 from benchmark.board import Board, floor_warnings, leaderboard
 from benchmark.claims import CLAIMS_FILE, judged, load_claims, render, sentence, write_claims
+from benchmark.config import REFERENCES
 from benchmark.errors import XdkdError
 from benchmark.plots import Plot, write_plots
 from benchmark.render import (
@@ -56,7 +57,6 @@ from benchmark.stats import (
 from benchmark.tidy import CELL, cell_of, records_table, severity_table
 
 NOT_METRICS = ("seed", "teacher_floor")
-REFERENCES = ("kd", "source_only")  # what every method is compared with, paired by cell
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1300px; color: #222; }
 table.table { border-collapse: collapse; margin: 1em 0; font-size: 13px; }
@@ -334,12 +334,3 @@ def terminal_text(report: Report, out_dir: Path) -> str:
     parts += [f"note: {note}" for note in report.notes]
     parts.append(f"report: {out_dir / 'index.html'}")
     return "\n".join(parts)
-
-
-def write_leaderboard(
-    records: list[RunRecord], out_dir: Path, command: str, selection: str = DEFAULT_RULE
-) -> tuple[pd.DataFrame, str]:
-    """The full report with default settings; returns (leaderboard as numbers, terminal
-    text), as `xdkd run` expects."""
-    report, text = write_report(records, Path(out_dir), command, selection=selection)
-    return report.board.flat(), text

@@ -162,6 +162,23 @@ def judge(comparison: pd.DataFrame, null: float) -> pd.DataFrame:
     return judged
 
 
+def widest_halfwidth(
+    comparison: pd.DataFrame, method: str | None = None, against: str | None = None
+) -> float:
+    """Half the width of the widest 95% interval among a report's comparisons of `method`
+    (a row's method name, a grid cell's label aside) against `against` (None: every one);
+    NaN when one of them has no interval yet (under 2 cells) or none is there."""
+    if comparison.empty:
+        return math.nan
+    rows = comparison
+    if method is not None:
+        rows = rows[rows["method"].str.partition(" [")[0] == method]
+    if against is not None:
+        rows = rows[rows["against"] == against]
+    widths = (rows["ci_high"] - rows["ci_low"]) / 2
+    return math.nan if widths.empty or widths.isna().any() else float(widths.max())
+
+
 def paired_test(diffs: np.ndarray) -> tuple[str, float]:
     """(test name, two-sided p): Wilcoxon signed-rank from WILCOXON_MIN_N pairs, a paired
     t-test below that, none under 2 pairs or when every difference is equal."""

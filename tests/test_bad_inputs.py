@@ -177,6 +177,31 @@ CASES = {
         RUN, ("methods.1: repeats methods.0",), suite=suite_with(methods=["kd", "kd"])
     ),
     "seed-repeated": Case(RUN, ("seeds.1: repeats seeds.0",), suite=suite_with(seeds=[3, 3])),
+    "seed-plan-max-below-min": Case(
+        RUN,
+        ("seeds.plan: max 3 is below min 5",),
+        suite=suite_with(seeds={"min": 5, "max": 3, "until_halfwidth": 2.0}),
+    ),
+    "seed-plan-one-seed": Case(
+        RUN,
+        ("seeds.plan.min", "greater than or equal to 2"),
+        suite=suite_with(seeds={"min": 1, "until_halfwidth": 2.0}),
+    ),
+    "seed-plan-no-width": Case(
+        RUN,
+        ("seeds.plan.until_halfwidth", "Field required"),
+        suite=suite_with(seeds={"min": 5, "max": 9}),
+    ),
+    "seed-plan-unknown-method": Case(
+        RUN,
+        ("seeds.method: 'dkd' is not one of the suite's methods it can compare",),
+        suite=suite_with(seeds={"min": 2, "until_halfwidth": 2.0, "method": "dkd"}),
+    ),
+    "seed-plan-nothing-to-compare": Case(
+        RUN,
+        ("seeds: adding seeds until an interval is narrow needs a comparison",),
+        suite=suite_with(methods=["teacher"], seeds={"min": 2, "until_halfwidth": 2.0}),
+    ),
     "teacher-repeated": Case(
         RUN, ("teachers.1: repeats teachers.0",), suite=suite_with(teachers=["lenet", "lenet"])
     ),

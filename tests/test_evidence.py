@@ -4,6 +4,7 @@ real effect must."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import handmade
@@ -13,6 +14,7 @@ import pytest
 import yaml
 from scipy import stats
 
+from benchmark.cli import main
 from benchmark.config import Suite
 from benchmark.errors import XdkdError
 from benchmark.expansion import expand
@@ -179,6 +181,35 @@ def test_a_control_of_a_method_the_suite_lacks_names_the_line_and_the_choices(tm
     path.write_text(yaml.safe_dump(suite, sort_keys=False))
     with pytest.raises(XdkdError, match=r"controls\.0\.method: method 'dkd' is not one of the"):
         load_suite(path)
+
+
+def test_a_seed_plan_adds_seeds_until_the_interval_is_narrow_or_the_cap(
+    tiny_sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`seeds: {min, max, until_halfwidth}`: min seeds, then one more at a time until the
+    key comparison's interval is narrow enough or max seeds ran; a rerun trains nothing."""
+    shutil.copytree(tiny_sweep / "runs", tmp_path / "runs")  # seed 0 is recorded
+    suite = yaml.safe_load((tiny_sweep / "tiny.yaml").read_text())
+
+    def run(**plan: object) -> str:
+        path = tmp_path / "plan.yaml"
+        plan = {"min": 2, "max": 3, "method": "kd", "against": "source_only", **plan}
+        path.write_text(yaml.safe_dump({**suite, "seeds": plan}))
+        argv = ["run", str(path), "--out", str(tmp_path / "runs"), "--workers", "0"]
+        argv += ["--results", str(tmp_path / "results"), "--no-progress", "--device", "cpu"]
+        assert main(argv) == 0
+        return capsys.readouterr().out
+
+    wide = run(until_halfwidth=1000.0)
+    assert "seed plan: 2 seeds, kd against source_only: widest 95% interval ±" in wide
+    assert "within ±1000: done" in wide and "adding seed" not in wide
+    narrow = run(until_halfwidth=0.001)
+    assert "not within ±0.001: adding seed 2" in narrow
+    assert "not within ±0.001, but the plan's max is 3 seeds: done" in narrow
+    board = (tmp_path / "results" / "leaderboard.md").read_text()
+    assert "(n = 3)" in board
+    again = run(until_halfwidth=0.001)
+    assert "0 runs done" in again and "adding seed 2" in again
 
 
 def test_the_null_spread_is_measured_shown_and_held_against_every_comparison(

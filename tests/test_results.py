@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from benchmark.claims import CLAIMS_FILE, load_claims, sentence
+from benchmark.config import REFERENCES
 from benchmark.expansion import expand
-from benchmark.report import REFERENCES, write_report
+from benchmark.report import write_report
 from benchmark.suites import load_suite
 from benchmark.tidy import load_runs, records_table
 
