@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from benchmark.errors import XdkdError
-from benchmark.metrics import CHANCE_MARGIN, metric
+from benchmark.metrics import CHANCE_POINTS, metric
 from benchmark.protocols import PROTOCOL_NAMES
 from benchmark.selection import RULES, UNDER_TRAINED_POINTS
 from benchmark.stats import NullSpread, complete_seeds, seed_spread
@@ -277,7 +277,7 @@ def caption(
         "Failure, one rule for every method: a run whose loss became NaN, or rose while it "
         "ended at chance on source validation, failed (listed under the table, not counted); "
         "a finished run whose target, source or source-validation accuracy ends at chance "
-        f"(under {CHANCE_MARGIN:g} / classes) is counted as measured and marked ○."
+        f"(under 1 / classes + {100 * CHANCE_POINTS:g} points) is counted as measured and marked ○."
     )
     if table["last_epoch_fallback"].any():
         fallback = sorted(set(table.loc[table["last_epoch_fallback"], "method"]))

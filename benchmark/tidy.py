@@ -17,7 +17,7 @@ import pandas as pd
 from benchmark.config import grid_label
 from benchmark.errors import XdkdError
 from benchmark.metrics import (
-    CHANCE_MARGIN,
+    chance_bound,
     METRICS,
     corruption_errors,
     mean_corruption_accuracy,
@@ -105,8 +105,8 @@ def method_row(record: RunRecord) -> str:
 
 def chance(record: RunRecord) -> float:
     """The accuracy under which a run of this record's classes counts as at chance (the
-    training loop's rule: CHANCE_MARGIN / classes)."""
-    return CHANCE_MARGIN / max(1, len(record.saw.get("classes") or []) or 10)
+    training loop's rule: `chance_bound`)."""
+    return chance_bound(len(record.saw.get("classes") or []) or 10)
 
 
 def at_chance(record: RunRecord) -> bool:

@@ -31,7 +31,7 @@ from benchmark.errors import XdkdError
 from benchmark.evaluate import predict
 from benchmark.fastpath import FastPath
 from benchmark.methods.base import Batch, DomainBatch, Method, Synthetic
-from benchmark.metrics import CHANCE_MARGIN
+from benchmark.metrics import chance_bound
 from benchmark.selection import RULES
 from benchmark.teachers import Teachers
 from benchmark.tracking import Tracker
@@ -145,7 +145,7 @@ def divergence(
 ) -> str | None:
     """Why a finished training counts as diverged, or None: it ended at chance accuracy and
     its loss rose from the first tenth of the steps to the last, or its NLL exploded."""
-    if not accuracy < CHANCE_MARGIN / num_classes:
+    if not accuracy < chance_bound(num_classes):
         return None
     window = max(1, len(losses) // 10)
     first, last = float(losses[:window].mean()), float(losses[-window:].mean())

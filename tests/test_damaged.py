@@ -170,6 +170,9 @@ def test_the_divergence_rule_needs_no_nan_and_spares_a_learner_at_chance():
     falling = torch.linspace(2.3, 2.2, 100)  # a method that learns nothing, slowly: no divergence
     assert divergence(falling, accuracy=0.1, nll=2.2, num_classes=10, label="run", lr=1e-3) is None
     assert divergence(rising, accuracy=0.9, nll=0.3, num_classes=10, label="run", lr=1e6) is None
+    # a binary task: 70% is a learner (1.5 / classes would call it chance), 52% is not
+    assert divergence(rising, accuracy=0.7, nll=0.6, num_classes=2, label="run", lr=1e6) is None
+    assert divergence(rising, accuracy=0.52, nll=7e15, num_classes=2, label="run", lr=1e6)
 
 
 def test_a_full_disk_is_recorded_as_such(copy, monkeypatch):
