@@ -17,8 +17,8 @@ import pandas as pd
 from benchmark.config import grid_label
 from benchmark.errors import XdkdError
 from benchmark.metrics import (
-    chance_bound,
     METRICS,
+    chance_bound,
     corruption_errors,
     mean_corruption_accuracy,
     metric,
