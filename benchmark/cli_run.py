@@ -18,8 +18,7 @@ from benchmark.files import output_directory
 if TYPE_CHECKING:
     import pandas as pd
 
-    from benchmark.catalogue import Catalogue
-    from benchmark.config import SeedPlan, Suite
+    from benchmark.config import SeedPlan
 
 
 def baselines_dir() -> Path:
@@ -44,26 +43,46 @@ def cmd_run(args: argparse.Namespace) -> int:
     apply_data_options(args)
     from benchmark.catalogue import live_catalogue
     from benchmark.config import SeedPlan
+    from benchmark.data.provider import SplitProvider
+    from benchmark.data.setting import check_setting_data
+    from benchmark.expansion import expand_runs
     from benchmark.provenance import resolve_device
     from benchmark.suites import load_suite
 
     known = live_catalogue()
     suite = load_suite(suite_path(args.suite), args.set, known)
+    expansion = expand_runs(suite, known)
+    for note in expansion.notes:
+        print(f"note: {note}")
     device = resolve_device(args.device)
+    # the settings and the runs' shape are the same whatever seeds a plan adds: once
+    options = executor_options(args, expansion.specs, device)
+    provider = SplitProvider(device)
+    for spec in {s.setting.model_dump_json(): s for s in expansion.specs}.values():
+        check_setting_data(provider, spec)
     out = output_directory(Path(args.out or Path("runs") / suite.name), "--out")
     results = output_directory(Path(args.results or Path("results") / suite.name), "--results")
+    where = (
+        f"Slurm ({options.slurm.cluster})"
+        if options.executor == "slurm"
+        else describe_workers(device, options)
+    )
+    selection = "source-val" if suite.source_validation else "last"
     plan = suite.seeds if isinstance(suite.seeds, SeedPlan) else None
     seeds = suite.first_seeds
     while True:
-        code, comparison = run_seeds(
-            suite.model_copy(update={"seeds": seeds}), known, args, device, out, results
+        print(
+            f"suite '{suite.name}': {len(expansion.specs)} runs on {where}; "
+            f"records in {out}/, leaderboard in {results}/"
         )
-        if plan is None or code:
-            return code
-        more = next_seed(plan, seeds, comparison)
+        code, comparison = sweep_and_report(
+            expansion.specs, suite.evaluation, out, results, device, options, selection
+        )
+        more = None if plan is None or code else next_seed(plan, seeds, comparison)
         if more is None:
             return code
         seeds = [*seeds, more]
+        expansion = expand_runs(suite.model_copy(update={"seeds": seeds}), known)
 
 
 def next_seed(plan: SeedPlan, seeds: list[int], comparison: pd.DataFrame | None) -> int | None:
@@ -86,36 +105,6 @@ def next_seed(plan: SeedPlan, seeds: list[int], comparison: pd.DataFrame | None)
         verdict = f"not within {bound}: adding seed {more}"
     print(f"seed plan: {len(seeds)} seeds, {compared}: {shown}, {verdict}")
     return more
-
-
-def run_seeds(
-    suite: Suite, known: Catalogue, args: argparse.Namespace, device, out: Path, results: Path
-) -> tuple[int, pd.DataFrame | None]:
-    """Run the suite (as its seeds stand) and report it: (exit code, its comparison)."""
-    from benchmark.data.provider import SplitProvider
-    from benchmark.data.setting import check_setting_data
-    from benchmark.expansion import expand_runs
-
-    expansion = expand_runs(suite, known)
-    for note in expansion.notes:
-        print(f"note: {note}")
-    options = executor_options(args, expansion.specs, device)
-    provider = SplitProvider(device)
-    for spec in {s.setting.model_dump_json(): s for s in expansion.specs}.values():
-        check_setting_data(provider, spec)
-    where = (
-        f"Slurm ({options.slurm.cluster})"
-        if options.executor == "slurm"
-        else describe_workers(device, options)
-    )
-    print(
-        f"suite '{suite.name}': {len(expansion.specs)} runs on {where}; "
-        f"records in {out}/, leaderboard in {results}/"
-    )
-    selection = "source-val" if suite.source_validation else "last"
-    return sweep_and_report(
-        expansion.specs, suite.evaluation, out, results, device, options, selection
-    )
 
 
 def sweep_and_report(
