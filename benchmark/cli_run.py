@@ -214,8 +214,8 @@ def runs_root(name: str) -> Path:
     return root
 
 
-def jobs_per_gpu(text: str) -> int | str:
-    """`--jobs-per-gpu`: a number of 1 or more, or `auto`."""
+def count_or_auto(text: str) -> int | str:
+    """`--jobs-per-gpu`, `--cohort-size`: a number of 1 or more, or `auto`."""
     if text == "auto":
         return text
     try:
@@ -250,6 +250,12 @@ def executor_options(args: argparse.Namespace, specs: list, device):
 
         per_gpu, how = auto_jobs_per_gpu(specs, device)
         print(f"--jobs-per-gpu auto: {how}")
+    size = args.cohort_size
+    if size == "auto":
+        from benchmark.executors.cohorts import auto_cohort_size
+
+        size, how = auto_cohort_size(specs, device)
+        print(f"--cohort-size auto: {how}")
     slurm = SlurmOptions(
         partition=args.slurm_partition,
         time_min=args.slurm_time,
@@ -266,6 +272,7 @@ def executor_options(args: argparse.Namespace, specs: list, device):
         executor=args.executor,
         workers=args.workers,
         jobs_per_gpu=per_gpu,
+        cohort_size=size,
         retry_failed=args.retry_failed,
         progress=not args.no_progress,
         slurm=slurm,
@@ -311,11 +318,21 @@ def add_executor_options(run: argparse.ArgumentParser) -> None:
     )
     local.add_argument(
         "--jobs-per-gpu",
-        type=jobs_per_gpu,
+        type=count_or_auto,
         default=1,
         metavar="K",
         help="workers per GPU (default 1); auto: as many as the memory one run needs allows "
         "(measured with one training step on the GPU), at most one per CPU core",
+    )
+    local.add_argument(
+        "--cohort-size",
+        type=count_or_auto,
+        default="auto",
+        metavar="N",
+        help="runs of a seed that differ only in the method train together in one worker, "
+        "each teacher run once per batch for all of them; at most N per cohort (1: every run "
+        "alone). auto (default): as many as the memory their students keep allows, at most "
+        "16. Numbers do not depend on it",
     )
     local.add_argument(
         "--fast-path",

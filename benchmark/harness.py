@@ -13,6 +13,7 @@ job.
 from __future__ import annotations
 
 import resource
+from contextlib import ExitStack
 
 import torch
 from torch import nn
@@ -34,9 +35,18 @@ from benchmark.seeding import derive_seed, generator
 from benchmark.selection import under_trained
 from benchmark.specs import RunRecord, RunSpec, TeacherSpec
 from benchmark.store import RunStore
-from benchmark.teachers import EnsembleNetwork, Member, Teachers, freeze
+from benchmark.teachers import EnsembleNetwork, Member, TeacherMemo, Teachers, freeze
 from benchmark.tracking import Tracker, open_trackers, spec_params, tracker_names_from_env
-from benchmark.train import Batches, TrainData, fit
+from benchmark.train import (
+    Batches,
+    CohortMember,
+    FitResult,
+    TrainData,
+    Training,
+    fit,
+    fit_cohort,
+    fit_training,
+)
 
 TEACHER_EXPERIMENT = "teachers"  # a teacher is shared by suites: its trackers' experiment
 
@@ -68,14 +78,18 @@ def train_data(spec: RunSpec, splits: RunSplits, oracle: bool) -> TrainData:
 
 
 def teacher_view(
-    spec: RunSpec, method: Method, teachers: list[TrainedTeacher], classes: int
+    spec: RunSpec,
+    method: Method,
+    teachers: list[TrainedTeacher],
+    classes: int,
+    memo: TeacherMemo | None = None,
 ) -> Teachers | None:
     """The teachers as the method may read them (the protocol's access), or None for a
-    method that uses none."""
+    method that uses none; `memo`: the answers its cohort shares."""
     if not method.needs.teacher:
         return None
     access = spec.setting.protocol.params["teacher_access"]
-    return Teachers([t.member for t in teachers], classes, access)
+    return Teachers([t.member for t in teachers], classes, access, memo)
 
 
 def teacher_classes(spec: TeacherSpec) -> list[str]:
@@ -208,17 +222,29 @@ class Harness:
         """Train the student (resuming from its checkpoint) and save it; its training.json."""
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
+        training, method = self._training(spec, splits, teachers, tracker, memo=None)
+        return self._save_training(spec, splits, method, training.network, fit_training(training))
+
+    def _training(
+        self,
+        spec: RunSpec,
+        splits: RunSplits,
+        teachers: list[TrainedTeacher],
+        tracker: Tracker | None,
+        memo: TeacherMemo | None,
+    ) -> tuple[Training, Method]:
+        """The run's Training, built (and resumed) under the global random state of the
+        spec's seed; `memo`: the cohort's shared teacher answers."""
         method = create_method(spec.method).to(self.device)
-        oracle = method.needs.oracle
-        data = train_data(spec, splits, oracle)
+        data = train_data(spec, splits, method.needs.oracle)
         torch.manual_seed(derive_seed(spec.seed, "student-init", spec.student.name))
         student = create_backbone(spec.student, len(splits.classes)).to(self.device)
         student = self.fast.prepare(student)
         if spec.student_recipe.compile:
             student.compile()
-        view = teacher_view(spec, method, teachers, len(splits.classes))
+        view = teacher_view(spec, method, teachers, len(splits.classes), memo)
         torch.manual_seed(derive_seed(spec.seed, "student-train", spec.draws_key))
-        result = fit(
+        training = Training(
             student,
             view,
             method,
@@ -231,6 +257,18 @@ class Harness:
             fast=self.fast,
             tracker=tracker,
         )
+        return training, method
+
+    def _save_training(
+        self,
+        spec: RunSpec,
+        splits: RunSplits,
+        method: Method,
+        student: nn.Module,
+        result: FitResult,
+        cohort: dict | None = None,
+    ) -> dict:
+        oracle = method.needs.oracle
         memory_mb, memory_kind = peak_memory(self.device)
         info = {
             "curves": result.curves,
@@ -248,6 +286,13 @@ class Harness:
             "device": device_description(self.device),
             "fast_path": {**self.fast.settings(), "compile": spec.student_recipe.compile},
         }
+        if cohort is not None:
+            info["cohort"] = cohort
+            info["notes"]["peak_memory_mb"] += ", while its whole cohort trained"
+            info["notes"]["train_wall_time_s"] = (
+                "the run's own steps and the teacher work its cohort shared with it: what it "
+                "costs alone"
+            )
         method_state = None
         if method.adapts_at_test:
             info["adaptation"] = method.adaptation_budget()
@@ -255,6 +300,45 @@ class Harness:
         states = {e: {k: v.cpu() for k, v in s.items()} for e, s in result.states.items()}
         self.store.save_training(spec.key, info, states, method_state)
         return self.store.training(spec.key)
+
+    def train_cohort(self, specs: list[RunSpec]) -> dict[str, Exception | None]:
+        """Train the students of runs that share setting, teachers, seed and recipe as one
+        cohort (`benchmark.train.fit_cohort`) and save each as `train` would; per key, None
+        or the error its run failed with. A run whose student is saved already is left out.
+        Its records say they were trained in a cohort, and of what size."""
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        memo = TeacherMemo()
+        failed: dict[str, Exception | None] = {}
+        built: dict[str, tuple[RunSpec, RunSplits, Method, CohortMember]] = {}
+        with ExitStack() as trackers:
+            for spec in specs:
+                if self.store.training(spec.key) is not None:
+                    continue
+                try:
+                    splits = RunSplits(self.splits, spec)
+                    teachers = self.run_teachers(spec, splits)
+                    tracker = trackers.enter_context(
+                        self.tracker(spec.key, spec.label, spec.suite, spec)
+                    )
+                    training, method = self._training(spec, splits, teachers, tracker, memo)
+                except Exception as error:
+                    failed[spec.key] = error
+                    continue
+                built[spec.key] = (spec, splits, method, CohortMember(spec.key, training))
+            results = fit_cohort([member for *_, member in built.values()], memo)
+        cohort = {"size": len(built), "teacher_hits": memo.hits, "teacher_misses": memo.misses}
+        for key, (spec, splits, method, member) in built.items():
+            result = results[key]
+            if isinstance(result, Exception):
+                failed[key] = result
+                continue
+            try:
+                self._save_training(spec, splits, method, member.training.network, result, cohort)
+                failed[key] = None
+            except Exception as error:
+                failed[key] = error
+        return failed
 
     def adapter(
         self,

@@ -252,6 +252,10 @@ class RunStore:
             weights[METHOD_ENTRY] = {"file": METHOD_WEIGHTS, "sha256": digest}
         write_json(directory / TRAINING, {**info, "key": key, "weights": weights})
 
+    def is_trained(self, spec: RunSpec) -> bool:
+        """Whether the run's training.json is there (whole or not: `training` checks)."""
+        return (self.run_dir(spec.key) / TRAINING).is_file()
+
     def training(self, key: str) -> dict[str, Any] | None:
         """training.json, if it and every weights file it names are whole; otherwise the
         damaged files are set aside and the run trains again."""

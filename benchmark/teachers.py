@@ -13,12 +13,19 @@ Access is enforced, not promised: under `teacher_access: probabilities` the coll
 answers `probabilities` and nothing else, under `logits` no features or weights. The
 networks are held in a closure, not in an attribute a method could read, and every call runs
 without gradients on teachers kept frozen in eval mode.
+
+Runs trained together as a cohort (`benchmark.train.fit_cohort`) share one `TeacherMemo`:
+a teacher's logits or features on a step's images are computed once, by the first member
+that asks, and handed to every member that asks for them on equal images, so a cohort runs
+each teacher once per batch instead of once per method (FKD, Shen & Xing, ECCV 2022, store
+soft labels once for the same reason).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -68,17 +75,99 @@ def _placed(values: list[torch.Tensor], columns: list[list[int] | None], classes
     return total / count.clamp_min(1)
 
 
-class Teachers:
-    """The teachers of one run (see the module docstring)."""
+@dataclass
+class _Memoised:
+    images: torch.Tensor
+    value: object
+    seconds: float
 
-    def __init__(self, members: list[Member], num_classes: int, access: str = "features") -> None:
+
+@dataclass
+class TeacherMemo:
+    """The teachers' answers of one cohort step, shared by its members (module docstring).
+
+    An answer is reused only for images equal, element for element, to those it was
+    computed on, so a member reads exactly what its own forward would have computed (the
+    teacher is frozen and deterministic); a member whose images differ (its own second
+    view, its own draws) computes its own. Logits are served from a features pass on the
+    same images once the two are seen to be bit-identical for that teacher (`same_logits`,
+    checked the first time both were computed), so a cohort of logit and feature methods
+    runs one teacher pass per batch. `charged`: seconds of teacher work each member was
+    handed without computing it, so a member's recorded training time is what the run costs
+    alone. The members must not change a teacher's answer in place."""
+
+    entries: dict[tuple[str, str], list[_Memoised]] = field(default_factory=dict)
+    same_logits: dict[str, bool] = field(default_factory=dict)
+    reader: str = ""
+    charged: dict[str, float] = field(default_factory=dict)
+    hits: int = 0
+    misses: int = 0
+
+    def new_step(self) -> None:
+        self.entries.clear()
+
+    def answer(self, name: str, view: str, model: nn.Module, images: torch.Tensor) -> object:
+        """Teacher `name`'s `view` (logits or outputs) of `images`, computed or reused."""
+        kept = self._find(name, view, images)
+        if kept is not None:
+            return self._hit(kept)
+        if view == "logits" and self.same_logits.get(name):
+            features = self._find(name, "outputs", images)
+            if features is not None:
+                return self._hit(features).logits
+            return self._compute(name, "outputs", model, images).logits
+        value = self._compute(name, view, model, images)
+        other = self._find(name, "logits" if view == "outputs" else "outputs", images)
+        if other is not None and name not in self.same_logits:
+            pair = (value, other.value) if view == "logits" else (other.value, value)
+            self.same_logits[name] = torch.equal(pair[0], pair[1].logits)
+        return value
+
+    def _find(self, name: str, view: str, images: torch.Tensor) -> _Memoised | None:
+        for entry in self.entries.get((name, view), []):
+            if _equal(entry.images, images):
+                return entry
+        return None
+
+    def _hit(self, entry: _Memoised) -> object:
+        self.hits += 1
+        self.charged[self.reader] = self.charged.get(self.reader, 0.0) + entry.seconds
+        return entry.value
+
+    def _compute(self, name: str, view: str, model: nn.Module, images: torch.Tensor) -> object:
+        started = time.perf_counter()
+        value = forward_outputs(model, images) if view == "outputs" else model(images)
+        entry = _Memoised(images, value, time.perf_counter() - started)
+        self.entries.setdefault((name, view), []).append(entry)
+        self.misses += 1
+        return value
+
+
+def _equal(a: torch.Tensor, b: torch.Tensor) -> bool:
+    if a is b:
+        return True
+    same_kind = a.shape == b.shape and a.dtype == b.dtype and a.device == b.device
+    return same_kind and torch.equal(a, b)
+
+
+class Teachers:
+    """The teachers of one run (see the module docstring); `memo`: the cohort's, if the run
+    trains in one."""
+
+    def __init__(
+        self,
+        members: list[Member],
+        num_classes: int,
+        access: str = "features",
+        memo: TeacherMemo | None = None,
+    ) -> None:
         if access not in ACCESS_LEVELS:
             raise ValueError(f"unknown teacher access '{access}'")
         self.names = [m.name for m in members]
         self.num_classes = num_classes
         self.access = access
         self._columns = [m.columns for m in members]
-        self._forward: Callable[[str, str, torch.Tensor], object] = _closure(members)
+        self._forward: Callable[[str, str, torch.Tensor], object] = _closure(members, memo)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -162,18 +251,26 @@ class Teachers:
         )
 
 
-def _closure(members: list[Member]) -> Callable[[str, str, torch.Tensor | None], object]:
-    """A function answering (teacher, view, images): the networks live only in here."""
+def _closure(
+    members: list[Member], memo: TeacherMemo | None
+) -> Callable[[str, str, torch.Tensor | None], object]:
+    """A function answering (teacher, view, images): the networks live only in here.
+    Probabilities are the softmax of the logits, so with a memo they reuse its logits."""
     models = {m.name: m.model for m in members}
+
+    def computed(name: str, view: str, images: torch.Tensor) -> object:
+        model = models[name]
+        if memo is not None:
+            return memo.answer(name, view, model, images)
+        return forward_outputs(model, images) if view == "outputs" else model(images)
 
     @torch.no_grad()  # not inference mode: its tensors would need a copy to enter a loss
     def forward(name: str, view: str, images: torch.Tensor | None):
-        model = models[name]
         if view == "module":
-            return model
+            return models[name]
         if view == "outputs":
-            return forward_outputs(model, images)
-        logits = model(images)
+            return computed(name, "outputs", images)
+        logits = computed(name, "logits", images)
         return logits.softmax(1) if view == "probabilities" else logits
 
     return forward

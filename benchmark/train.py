@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +34,7 @@ from benchmark.fastpath import FastPath
 from benchmark.methods.base import Batch, DomainBatch, Method, Synthetic
 from benchmark.metrics import chance_bound
 from benchmark.selection import RULES
-from benchmark.teachers import Teachers
+from benchmark.teachers import TeacherMemo, Teachers
 from benchmark.tracking import Tracker
 
 LOG_EVERY = 20  # steps between reads of the loss values (each read is a host sync)
@@ -260,6 +261,172 @@ def train_step(
     return terms, total.detach()
 
 
+class Training:
+    """One run's training between its steps: the network, method, optimizer, schedule,
+    streams and curves, resumed from `checkpoint` when it holds one. `fit` steps one
+    Training to the end; `fit_cohort` steps several in turn. `elapsed`: the seconds spent in
+    this run's own calls (and, in a cohort, the teacher work it was handed), so its recorded
+    time is what the run costs alone."""
+
+    def __init__(
+        self,
+        network: nn.Module,
+        teachers: Teachers | None,
+        method: Method,
+        data: TrainData,
+        recipe: Recipe,
+        generator: torch.Generator,
+        label: str,
+        checkpoint: Checkpointer | None = None,
+        select: bool = True,
+        progress: bool = True,
+        fast: FastPath | None = None,
+        tracker: Tracker | None = None,
+    ) -> None:
+        self.network, self.teachers, self.method, self.data = network, teachers, method, data
+        self.recipe, self.label, self.select = recipe, label, select
+        self.checkpoint = checkpoint or Checkpointer()
+        self.fast = fast or FastPath()
+        self.tracker = tracker or Tracker()
+        self.device = generator.device
+        self.epoch_steps = data.steps_per_epoch(recipe.batch_size)
+        self.total_steps = recipe.epochs * self.epoch_steps
+        self.batches = Batches(data, recipe.batch_size, generator, recipe.augment)
+        network.train()
+        method.label_smoothing = recipe.label_smoothing
+        method.setup(network, teachers, self.batches.next(0.0))
+        method.train()
+        params = [p for p in [*network.parameters(), *method.parameters()] if p.requires_grad]
+        self.optimizer, self.scheduler = make_optimizer(
+            params, recipe, self.total_steps, self.fast.fused_adamw
+        )
+        self.curves: dict[str, list[float]] = {}
+        self.kept: dict[int, dict[str, torch.Tensor]] = {}
+        self.losses = torch.zeros(self.total_steps, device=self.device)
+        self.epoch, self.elapsed = 0, 0.0
+        saved = self.checkpoint.load()
+        if saved is not None:
+            self._resume(saved)
+        self.resumed = self.epoch
+        self.bar = tqdm(
+            total=self.total_steps,
+            initial=self.epoch * self.epoch_steps,
+            desc=label,
+            leave=False,
+            unit="step",
+            mininterval=1.0,
+            disable=not progress,
+        )
+        self.terms: dict[str, torch.Tensor] = {}
+
+    def _resume(self, saved: dict[str, Any]) -> None:
+        self.network.load_state_dict(saved["network"])
+        self.method.load_state_dict(saved["method"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.scheduler.load_state_dict(saved["scheduler"])
+        self.batches.load_state_dict(saved["batches"])
+        _set_rng_state(saved["rng"])
+        self.curves, self.kept, self.epoch = saved["curves"], saved["kept"], saved["epoch"]
+        self.losses[: self.epoch * self.epoch_steps] = saved["losses"].to(self.losses.device)
+        self.elapsed = saved["elapsed_s"]
+
+    @property
+    def finished(self) -> bool:
+        return self.epoch >= self.recipe.epochs
+
+    def step(self, step: int) -> None:
+        """Training step `step` (counted from the first epoch's first)."""
+        started = time.perf_counter()
+        batch = self.batches.next(step / self.total_steps)
+        lr = self.scheduler.get_last_lr()[0]  # this step's rate, a Python float: no host sync
+        terms, self.losses[step] = train_step(
+            self.method,
+            self.network,
+            self.teachers,
+            batch,
+            self.optimizer,
+            self.scheduler,
+            self.fast,
+            self.device,
+        )
+        if step % LOG_EVERY == 0:
+            read = _check_and_show(
+                terms, step, self.total_steps, self.label, self.recipe.lr, self.bar
+            )
+            self.tracker.log_metrics({**_tagged("train", read), "train/lr": lr}, step)
+        self.bar.update(1)
+        self.elapsed += time.perf_counter() - started
+
+    def end_epoch(self) -> None:
+        """After the current epoch's last step: its NaN check, selection curves, kept weights
+        and checkpoint."""
+        started = time.perf_counter()
+        epoch, steps = self.epoch, self.epoch_steps
+        epoch_losses = self.losses[epoch * steps : (epoch + 1) * steps]
+        if not bool(torch.isfinite(epoch_losses).all()):
+            raise DivergedError(
+                f"{self.label}: the loss became NaN or infinite in epoch {epoch + 1}; lower "
+                f"the learning rate (recipe lr={self.recipe.lr})"
+            )
+        curves = self.curves
+        _append(curves, "epoch", epoch + 1)
+        _append(curves, "loss", float(epoch_losses.mean()))
+        measured: dict[str, float] = {}
+        if self.select:
+            with self.fast.autocast(self.device):
+                measured = validation_curves(self.network, self.data)
+            for name, value in measured.items():
+                _append(curves, name, value)
+            wanted = {rule.choose(curves) for rule in RULES.values()} - {None}
+            self.kept = {e: s for e, s in self.kept.items() if e in wanted}
+            if epoch + 1 in wanted:
+                self.kept[epoch + 1] = _copy(self.network)
+        epoch_values = {"train/epoch_loss": curves["loss"][-1], **_tagged("val", measured)}
+        self.tracker.log_metrics(epoch_values, (epoch + 1) * steps)
+        self.network.train()
+        self.epoch = epoch + 1
+        self.elapsed += time.perf_counter() - started
+        self.checkpoint.save(
+            {
+                "epoch": self.epoch,
+                "network": self.network.state_dict(),
+                "method": self.method.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "batches": self.batches.state_dict(),
+                "rng": _rng_state(),
+                "curves": curves,
+                "kept": self.kept,
+                "losses": self.losses[: self.epoch * steps].cpu(),
+                "elapsed_s": self.elapsed,
+            }
+        )
+
+    def train_epoch(self) -> None:
+        for step in range(self.epoch * self.epoch_steps, (self.epoch + 1) * self.epoch_steps):
+            self.step(step)
+        self.end_epoch()
+
+    def finish(self) -> FitResult:
+        """The divergence rule on the trained network, then what training produced."""
+        started = time.perf_counter()
+        self.bar.close()
+        self.network.eval()
+        _check_divergence(self.network, self.data, self.losses, self.label, self.recipe)
+        self.kept[self.recipe.epochs] = _copy(self.network)
+        rules = RULES.items() if self.select else []
+        selections = {name: rule.choose(self.curves) for name, rule in rules}
+        self.elapsed += time.perf_counter() - started
+        return FitResult(
+            curves=self.curves,
+            selections={k: v for k, v in selections.items() if v is not None},
+            states=self.kept,
+            steps=self.total_steps,
+            resumed_epochs=self.resumed,
+            train_seconds=self.elapsed,
+        )
+
+
 def fit(
     network: nn.Module,
     teachers: Teachers | None,
@@ -279,105 +446,94 @@ def fit(
     epochs' weights (students); otherwise only the last weights (teachers). `fast`: the fast
     path's precision and optimizer (the network already in its layout). `tracker` gets the
     loss terms and learning rate each time they are read, and each epoch's curves."""
-    checkpoint = checkpoint or Checkpointer()
-    fast = fast or FastPath()
-    tracker = tracker or Tracker()
-    device = generator.device
-    epoch_steps = data.steps_per_epoch(recipe.batch_size)
-    total_steps = recipe.epochs * epoch_steps
-    batches = Batches(data, recipe.batch_size, generator, recipe.augment)
-    network.train()
-    method.label_smoothing = recipe.label_smoothing
-    method.setup(network, teachers, batches.next(0.0))
-    method.train()
-    params = [p for p in [*network.parameters(), *method.parameters()] if p.requires_grad]
-    optimizer, scheduler = make_optimizer(params, recipe, total_steps, fast.fused_adamw)
-    curves: dict[str, list[float]] = {}
-    kept: dict[int, dict[str, torch.Tensor]] = {}
-    losses = torch.zeros(total_steps, device=device)
-    done, elapsed = 0, 0.0
-    saved = checkpoint.load()
-    if saved is not None:
-        network.load_state_dict(saved["network"])
-        method.load_state_dict(saved["method"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        batches.load_state_dict(saved["batches"])
-        _set_rng_state(saved["rng"])
-        curves, kept, done = saved["curves"], saved["kept"], saved["epoch"]
-        losses[: done * epoch_steps] = saved["losses"].to(losses.device)
-        elapsed = saved["elapsed_s"]
-    resumed = done
-    started = time.perf_counter() - elapsed
-    bar = tqdm(
-        total=total_steps,
-        initial=done * epoch_steps,
-        desc=label,
-        leave=False,
-        unit="step",
-        mininterval=1.0,
-        disable=not progress,
-    )
-    for epoch in range(done, recipe.epochs):
-        for step in range(epoch * epoch_steps, (epoch + 1) * epoch_steps):
-            batch = batches.next(step / total_steps)
-            lr = scheduler.get_last_lr()[0]  # this step's rate, a Python float: no host sync
-            terms, losses[step] = train_step(
-                method, network, teachers, batch, optimizer, scheduler, fast, device
-            )
-            if step % LOG_EVERY == 0:
-                read = _check_and_show(terms, step, total_steps, label, recipe.lr, bar)
-                tracker.log_metrics({**_tagged("train", read), "train/lr": lr}, step)
-            bar.update(1)
-        epoch_losses = losses[epoch * epoch_steps : (epoch + 1) * epoch_steps]
-        if not bool(torch.isfinite(epoch_losses).all()):
-            raise DivergedError(
-                f"{label}: the loss became NaN or infinite in epoch {epoch + 1}; lower the "
-                f"learning rate (recipe lr={recipe.lr})"
-            )
-        _append(curves, "epoch", epoch + 1)
-        _append(curves, "loss", float(epoch_losses.mean()))
-        measured: dict[str, float] = {}
-        if select:
-            with fast.autocast(device):
-                measured = validation_curves(network, data)
-            for name, value in measured.items():
-                _append(curves, name, value)
-            wanted = {rule.choose(curves) for rule in RULES.values()} - {None}
-            kept = {e: s for e, s in kept.items() if e in wanted}
-            if epoch + 1 in wanted:
-                kept[epoch + 1] = _copy(network)
-        epoch_values = {"train/epoch_loss": curves["loss"][-1], **_tagged("val", measured)}
-        tracker.log_metrics(epoch_values, (epoch + 1) * epoch_steps)
-        network.train()
-        checkpoint.save(
-            {
-                "epoch": epoch + 1,
-                "network": network.state_dict(),
-                "method": method.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "batches": batches.state_dict(),
-                "rng": _rng_state(),
-                "curves": curves,
-                "kept": kept,
-                "losses": losses[: (epoch + 1) * epoch_steps].cpu(),
-                "elapsed_s": time.perf_counter() - started,
-            }
+    return fit_training(
+        Training(
+            network,
+            teachers,
+            method,
+            data,
+            recipe,
+            generator,
+            label,
+            checkpoint,
+            select,
+            progress,
+            fast,
+            tracker,
         )
-    bar.close()
-    network.eval()
-    _check_divergence(network, data, losses, label, recipe)
-    kept[recipe.epochs] = _copy(network)
-    selections = {name: rule.choose(curves) for name, rule in RULES.items()} if select else {}
-    return FitResult(
-        curves=curves,
-        selections={k: v for k, v in selections.items() if v is not None},
-        states=kept,
-        steps=total_steps,
-        resumed_epochs=resumed,
-        train_seconds=time.perf_counter() - started,
     )
+
+
+def fit_training(training: Training) -> FitResult:
+    """Step one Training alone to its last epoch."""
+    while not training.finished:
+        training.train_epoch()
+    return training.finish()
+
+
+@dataclass
+class CohortMember:
+    """A run of a cohort: its Training, built under the global random state its solo run
+    would have had, and that state as it stands between its turns (dropout, and any
+    method's own draws, read it)."""
+
+    key: str
+    training: Training
+    rng: dict[str, Any] = field(default_factory=_rng_state)
+
+
+@contextmanager
+def _turn(member: CohortMember, memo: TeacherMemo):
+    """The member's random state in, the teacher work it was handed counted as its own,
+    its state out."""
+    _set_rng_state(member.rng)
+    memo.reader = member.key
+    try:
+        yield
+    finally:
+        member.rng = _rng_state()
+        member.training.elapsed += memo.charged.pop(member.key, 0.0)
+
+
+def fit_cohort(members: list[CohortMember], memo: TeacherMemo) -> dict[str, FitResult | Exception]:
+    """Train the members together, step by step: at each step every member still training
+    takes its step in turn, the teachers' answers shared through `memo` (which their
+    Teachers views hold), so each member computes exactly what it computes alone. A member
+    that fails (NaN, divergence, any error) leaves the cohort with its error and the others
+    go on. Members resumed from different epochs catch up in turn: an epoch is stepped by
+    the members that have not finished it. Each member's result, or the error it left
+    with, by key."""
+    outcome: dict[str, FitResult | Exception] = {}
+    live = list(members)
+    if len({m.training.epoch_steps for m in live}) > 1:
+        raise ValueError("a cohort's runs must take the same steps per epoch")
+
+    def attempt(member: CohortMember, work) -> None:
+        try:
+            with _turn(member, memo):
+                work(member.training)
+        except Exception as error:  # the member leaves with its error; the cohort goes on
+            outcome[member.key] = error
+            live.remove(member)
+
+    while live and not all(m.training.finished for m in live):
+        epoch = min(m.training.epoch for m in live if not m.training.finished)
+        stepping = [m for m in live if m.training.epoch == epoch]
+        steps = stepping[0].training.epoch_steps
+        for step in range(epoch * steps, (epoch + 1) * steps):
+            memo.new_step()
+            for member in [m for m in stepping if m in live]:
+                attempt(member, lambda t, step=step: t.step(step))
+        for member in [m for m in stepping if m in live]:
+            attempt(member, Training.end_epoch)
+    memo.new_step()
+    for member in list(live):
+        try:
+            with _turn(member, memo):
+                outcome[member.key] = member.training.finish()
+        except Exception as error:
+            outcome[member.key] = error
+    return outcome
 
 
 def _append(curves: dict[str, list[float]], name: str, value: float) -> None:

@@ -11,6 +11,7 @@ from typing import Literal
 import torch
 
 from benchmark.config import EvalSpec
+from benchmark.executors.cohorts import auto_cohort_size
 from benchmark.executors.local import run_in_process, run_pool, worker_setups
 from benchmark.executors.plan import SweepSummary, plan_sweep
 from benchmark.executors.slurm import SlurmOptions, run_slurm
@@ -27,6 +28,7 @@ class ExecutorOptions:
     jobs_per_gpu: int = 1
     retry_failed: bool = False
     progress: bool = True
+    cohort_size: int | None = None  # None: as many as memory allows (cohorts.auto_cohort_size)
     slurm: SlurmOptions = field(default_factory=SlurmOptions)
 
 
@@ -40,9 +42,10 @@ def run_sweep(
     """Run every spec that has no record of this evaluation yet (and, with retry_failed,
     those that failed); a trained run with another evaluation is evaluated again."""
     plan = plan_sweep(store, specs, evaluation, options.retry_failed)
+    size = options.cohort_size or auto_cohort_size(plan.todo, device)[0]
     if options.executor == "slurm":
-        return run_slurm(store, plan, options.slurm, options.retry_failed, options.progress)
+        return run_slurm(store, plan, options.slurm, options.retry_failed, options.progress, size)
     setups = worker_setups(device, options.workers, options.jobs_per_gpu)
     if not setups:
-        return run_in_process(store, plan, device, options.retry_failed, options.progress)
-    return run_pool(store, plan, setups, options.retry_failed, options.progress)
+        return run_in_process(store, plan, device, options.retry_failed, options.progress, size)
+    return run_pool(store, plan, setups, options.retry_failed, options.progress, size)

@@ -121,10 +121,15 @@ class Worker:
 
 
 def run_in_process(
-    store: RunStore, plan: SweepPlan, device: torch.device, retry_failed: bool, progress: bool
+    store: RunStore,
+    plan: SweepPlan,
+    device: torch.device,
+    retry_failed: bool,
+    progress: bool,
+    cohort_size: int,
 ) -> SweepSummary:
     harness = Harness(store, device, progress=progress)
-    scheduler = Scheduler(*plan.tasks)
+    scheduler = Scheduler(*plan.tasks(store, cohort_size, workers=1))
     bar = SweepProgress(plan, progress)
     teacher_keys = None
     while not scheduler.finished:
@@ -146,6 +151,7 @@ def run_pool(
     setups: list[WorkerSetup],
     retry_failed: bool,
     progress: bool,
+    cohort_size: int,
 ) -> SweepSummary:
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
@@ -153,7 +159,7 @@ def run_pool(
         Worker(i, setup, context, store.root, retry_failed, results)
         for i, setup in enumerate(setups)
     ]
-    scheduler = Scheduler(*plan.tasks)
+    scheduler = Scheduler(*plan.tasks(store, cohort_size, len(setups)))
     bar = SweepProgress(plan, progress)
     deaths: dict[str, int] = {}
     try:
@@ -217,13 +223,15 @@ def _reassign(
     dead: Worker, store: RunStore, scheduler: Scheduler, bar: SweepProgress, deaths: dict
 ) -> None:
     """The dead worker's task goes back to the queue, or is recorded as failed if it has
-    now killed MAX_WORKER_DEATHS workers."""
+    now killed MAX_WORKER_DEATHS workers; a cohort that did is split into its runs, each
+    then given its own MAX_WORKER_DEATHS tries (the cohort's memory may have been the
+    cause)."""
     task = dead.current
     if task is None:
         return
     deaths[task.key] = deaths.get(task.key, 0) + 1
-    if deaths[task.key] < MAX_WORKER_DEATHS:
-        scheduler.requeue(task)
+    if deaths[task.key] < MAX_WORKER_DEATHS or task.kind == "cohort":
+        scheduler.requeue(task, split=deaths[task.key] >= MAX_WORKER_DEATHS)
         return
     why = describe_exit(dead.process.exitcode, dead.oom_kills, oom_kills())
     reason = f"{why}, {deaths[task.key]} times while running it"

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from tqdm.auto import tqdm
 
 from benchmark.config import EvalSpec
+from benchmark.executors.cohorts import joins_cohort, plan_cohorts
 from benchmark.executors.tasks import Result, Task
 from benchmark.specs import RunSpec, TeacherSpec
 from benchmark.store import RunStore
@@ -31,10 +32,17 @@ class SweepPlan:
     teachers: list[TeacherSpec]
     reevaluate: int = 0  # of `todo`: trained already, only evaluated
 
-    @property
-    def tasks(self) -> tuple[list[Task], list[Task]]:
+    def tasks(
+        self, store: RunStore, cohort_size: int, workers: int
+    ) -> tuple[list[Task], list[Task]]:
+        """The teachers to train, then the runs: those that train a student in cohorts of
+        up to `cohort_size` (`benchmark.executors.cohorts`), the rest alone."""
         teachers = [Task.for_teacher(t) for t in self.teachers]
-        return teachers, [Task.for_run(s, self.evaluation) for s in self.todo]
+        trained = [s for s in self.todo if not joins_cohort(s, store.is_trained)]
+        joining = [s for s in self.todo if joins_cohort(s, store.is_trained)]
+        cohorts = plan_cohorts(joining, cohort_size, workers)
+        runs = [Task.for_cohort(cohort, self.evaluation) for cohort in cohorts]
+        return teachers, runs + [Task.for_run(s, self.evaluation) for s in trained]
 
 
 def plan_sweep(
@@ -92,7 +100,7 @@ class Scheduler:
 
     @property
     def queued(self) -> int:
-        return len(self.runs) + len(self.deferred)
+        return sum(len(t.runs) for t in self.runs) + len(self.deferred)
 
     def next(self, affinity: tuple[str, ...] | None = None) -> Task | None:
         """The next task for a worker that last used teacher `affinity`; None: nothing yet."""
@@ -116,17 +124,30 @@ class Scheduler:
         return None
 
     def report(self, task: Task, result: Result) -> None:
+        """A finished task; a run (or a cohort's member) another process held comes back
+        alone after BUSY_RETRY_S."""
         del self.in_flight[task.key]
-        if result.outcome == "busy":
-            self.deferred.append((time.monotonic() + BUSY_RETRY_S, task))
+        for run, outcome in _member_results(task, result):
+            if outcome.outcome == "busy":
+                self.deferred.append((time.monotonic() + BUSY_RETRY_S, run))
 
-    def requeue(self, task: Task) -> None:
-        """A task whose worker died: it goes back to the front of its queue."""
+    def requeue(self, task: Task, split: bool = False) -> None:
+        """A task whose worker died: it goes back to the front of its queue; `split`: a
+        cohort comes back as its runs, each alone."""
         del self.in_flight[task.key]
         if task.kind == "teacher":
             self.teachers.appendleft(task)
+        elif split and task.kind == "cohort":
+            self.runs[0:0] = list(task.members)
         else:
             self.runs.insert(0, task)
+
+
+def _member_results(task: Task, result: Result) -> list[tuple[Task, Result]]:
+    """(run, its result) for each run the task executed: a cohort's members, or the run."""
+    if task.kind == "cohort":
+        return list(zip(task.members, result.members, strict=True))
+    return [(task, result)] if task.kind == "run" else []
 
 
 class SweepProgress:
@@ -151,7 +172,7 @@ class SweepProgress:
             )
 
     def update(self, scheduler: Scheduler) -> None:
-        running = sum(task.kind == "run" for task in scheduler.in_flight.values())
+        running = sum(len(task.runs) for task in scheduler.in_flight.values())
         fields = {
             "done": len(self.summary.done),
             "failed": len(self.summary.failed),
@@ -170,6 +191,10 @@ class SweepProgress:
             if result.outcome == "failed":
                 tqdm.write(f"FAILED {task.label}: {result.reason}")
             return
+        for run, outcome in _member_results(task, result):
+            self._finished_run(run, outcome)
+
+    def _finished_run(self, task: Task, result: Result) -> None:
         if result.outcome == "busy":
             return
         if result.outcome == "failed":

@@ -88,14 +88,19 @@ class StoreTask:
 
 
 def run_slurm(
-    store: RunStore, plan: SweepPlan, options: SlurmOptions, retry_failed: bool, progress: bool
+    store: RunStore,
+    plan: SweepPlan,
+    options: SlurmOptions,
+    retry_failed: bool,
+    progress: bool,
+    cohort_size: int,
 ) -> SweepSummary:
     try:
         import submitit
     except ImportError:
         raise XdkdError("--executor slurm needs submitit: pip install submitit") from None
     summary = SweepSummary(recorded=plan.recorded, not_retried=len(plan.not_retried))
-    teachers, runs = plan.tasks
+    teachers, runs = plan.tasks(store, cohort_size, workers=options.array_parallelism)
     if not runs:
         return summary
     folder = store.root / "slurm"
@@ -126,7 +131,8 @@ def run_slurm(
     jobs += run_jobs
     array_id = str(run_jobs[0].job_id).split("_")[0]
     print(
-        f"submitted {len(runs)} runs as job array {array_id}; logs in {folder}/; "
+        f"submitted {len(plan.todo)} runs in {len(runs)} tasks as job array {array_id}; "
+        f"logs in {folder}/; "
         f"follow with: xdkd status {store.root}"
     )
     if options.detach:
