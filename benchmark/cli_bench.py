@@ -9,6 +9,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from benchmark.cli_run import count_or_auto
 from benchmark.errors import XdkdError
 from benchmark.files import output_directory
 
@@ -24,10 +25,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     job_name = args.job or ("office" if device.type == "cuda" else "digits")
-    if job_name not in JOBS:
+    if job_name not in [*JOBS, "sweep"]:
         from benchmark.registry import unknown_name_message
 
-        raise XdkdError(unknown_name_message("bench job", job_name, list(JOBS)))
+        raise XdkdError(unknown_name_message("bench job", job_name, [*JOBS, "sweep"]))
     if args.steps is not None and args.steps < 1:
         raise XdkdError(f"--steps {args.steps}: give 1 or more")
     if args.workers < 0:
@@ -43,7 +44,46 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if json_path is not None:
         output_directory(json_path.parent, "--json")
     out = output_directory(Path(args.out), "--out") if args.scaling else None
+    if job_name == "sweep":
+        return _sweep(args, device, json_path)
     return _bench(args, device, JOBS[job_name], json_path, out)
+
+
+def _sweep(args, device, json_path: Path | None) -> int:
+    from benchmark.bench_sweep import SWEEP_METHODS, SWEEP_SEEDS, sweep_bench
+    from benchmark.models.backbones import check_backbone_name
+
+    check_backbone_name(args.teacher)
+    if args.epochs < 1:
+        raise XdkdError(f"--epochs {args.epochs}: give 1 or more")
+    size = args.cohort_size
+    print(
+        f"bench 'sweep': mnist→mnistm, {args.teacher} teacher (one a seed, trained first, "
+        f"untimed), lenet student, {len(SWEEP_METHODS)} methods x {len(SWEEP_SEEDS)} seeds, "
+        f"{args.epochs} epoch(s); the sweep timed solo (--cohort-size 1), then as cohorts "
+        f"(--cohort-size {size})",
+        flush=True,
+    )
+    result = sweep_bench(args.teacher, device, args.epochs, size, keep=None)
+    result["command"] = "xdkd " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    print(f"{'method':<16}seed  solo img/s  cohort img/s (its share)  identical")
+    for row in result["per_run"]:
+        print(
+            f"{row['method']:<16}{row['seed']:>4}  {row['solo_img_s']:10.0f}  "
+            f"{row['cohort_img_s']:24.0f}  {'yes' if row['identical'] else 'NO'}"
+        )
+    print(
+        f"{result['runs']} runs: solo {result['sweep_solo_s']:.0f} s "
+        f"({result['sweep_solo_runs_h']:.0f} runs/h), cohorts {result['sweep_cohort_s']:.0f} s "
+        f"({result['sweep_cohort_runs_h']:.0f} runs/h): sweep_ratio {result['sweep_ratio']:.2f}x"
+    )
+    if not result["identical_records"]:
+        print("records differ between solo and cohort runs (see 'identical' above)")
+    print(f"device: {result['device']}; sweep workers: {', '.join(result['workers'])}")
+    if json_path is not None:
+        json_path.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {json_path}")
+    return 0 if result["identical_records"] else 1
 
 
 def _bench(args, device, job, json_path: Path | None, out: Path | None) -> int:
@@ -135,7 +175,28 @@ def add_bench_command(commands: argparse._SubParsersAction) -> None:
         "student, resnet50 teacher, 224 px, images generated in memory; the GPU default).",
     )
     bench.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    bench.add_argument("--job", help="digits or office (default: office on CUDA, else digits)")
+    bench.add_argument(
+        "--job",
+        help="digits, office or sweep (default: office on CUDA, else digits). sweep: a small "
+        "method-comparison sweep (mnist->mnistm, 10 methods, 2 seeds) through the executor, "
+        "timed solo and as cohorts",
+    )
+    bench.add_argument(
+        "--teacher",
+        default="resnet18",
+        metavar="BACKBONE",
+        help="the sweep job's teacher (resnet18; e.g. dtn, lenet)",
+    )
+    bench.add_argument(
+        "--epochs", type=int, default=1, metavar="N", help="the sweep job's student epochs (1)"
+    )
+    bench.add_argument(
+        "--cohort-size",
+        type=count_or_auto,
+        default="auto",
+        metavar="N",
+        help="the sweep job's cohort size (auto, as xdkd run)",
+    )
     bench.add_argument("--json", metavar="FILE", help="also write the figures as JSON here")
     bench.add_argument(
         "--steps",

@@ -13,6 +13,7 @@ job.
 from __future__ import annotations
 
 import resource
+import time
 from contextlib import ExitStack
 
 import torch
@@ -326,8 +327,14 @@ class Harness:
                     failed[spec.key] = error
                     continue
                 built[spec.key] = (spec, splits, method, CohortMember(spec.key, training))
+            started = time.perf_counter()
             results = fit_cohort([member for *_, member in built.values()], memo)
-        cohort = {"size": len(built), "teacher_hits": memo.hits, "teacher_misses": memo.misses}
+        cohort = {
+            "size": len(built),
+            "train_wall_time_s": time.perf_counter() - started,
+            "teacher_hits": memo.hits,
+            "teacher_misses": memo.misses,
+        }
         for key, (spec, splits, method, member) in built.items():
             result = results[key]
             if isinstance(result, Exception):

@@ -57,6 +57,8 @@ def test_the_bench_prints_every_loop_and_writes_the_json_and_the_scaling_files(
         (["--job", "imagenet"], "unknown bench job 'imagenet'"),
         (["--steps", "0"], "--steps 0: give 1 or more"),
         (["--scaling-sizes", "0"], "--scaling-sizes 0: give numbers of 1 or more"),
+        (["--job", "sweep", "--teacher", "resnet19x"], "unknown backbone 'resnet19x'"),
+        (["--job", "sweep", "--epochs", "0"], "--epochs 0: give 1 or more"),
     ],
 )
 def test_bad_bench_options_are_one_line(argv, message, capsys):
