@@ -24,6 +24,7 @@ from benchmark.executors import ExecutorOptions, run_sweep
 from benchmark.executors.cohorts import auto_cohort_size
 from benchmark.executors.local import worker_setups
 from benchmark.expansion import expand
+from benchmark.metrics import same_results
 from benchmark.provenance import device_description
 from benchmark.specs import RunRecord
 from benchmark.store import RunStore
@@ -42,7 +43,6 @@ SWEEP_METHODS = (
     "adversarial_kd",
 )
 SWEEP_SEEDS = (0, 1)
-MEASURED = {"latency_ms_b1", "latency_ms_b256", "peak_memory_mb", "train_wall_time_s"}
 
 
 def sweep_suite(teacher: str, epochs: int) -> dict:
@@ -72,15 +72,6 @@ def _timed_sweep(suite_path: Path, out: Path, device: torch.device, cohort_size:
         key, label, reason = summary.failed[0]
         raise RuntimeError(f"bench sweep: {label} failed: {reason}")
     return seconds
-
-
-def _differs(alone: RunRecord, together: RunRecord) -> bool:
-    measured = set(alone.metrics) - MEASURED
-    return (
-        alone.curves != together.curves
-        or alone.per_domain != together.per_domain
-        or any(alone.metrics[m] != together.metrics[m] for m in measured)
-    )
 
 
 def images_per_step(record: RunRecord) -> int:
@@ -131,7 +122,7 @@ def sweep_bench(
                 "solo_img_s": images / alone.training["train_wall_time_s"],
                 "cohort_img_s": images / (cohort_seconds / share.get("size", 1)),
                 "cohort_size": share.get("size", 1),
-                "identical": not _differs(alone, together),
+                "identical": same_results(alone, together),
             }
         )
     solo_runs_h = runs / (seconds["solo"] / 3600)

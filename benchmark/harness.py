@@ -224,7 +224,8 @@ class Harness:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         training, method = self._training(spec, splits, teachers, tracker, memo=None)
-        return self._save_training(spec, splits, method, training.network, fit_training(training))
+        self._save_training(spec, splits, method, training.network, fit_training(training))
+        return self.store.training(spec.key)
 
     def _training(
         self,
@@ -268,7 +269,8 @@ class Harness:
         student: nn.Module,
         result: FitResult,
         cohort: dict | None = None,
-    ) -> dict:
+    ) -> None:
+        """The student's kept weights and training.json; `cohort`: what its cohort was."""
         oracle = method.needs.oracle
         memory_mb, memory_kind = peak_memory(self.device)
         info = {
@@ -300,7 +302,6 @@ class Harness:
             method_state = {k: v.cpu() for k, v in method.state_dict().items()}
         states = {e: {k: v.cpu() for k, v in s.items()} for e, s in result.states.items()}
         self.store.save_training(spec.key, info, states, method_state)
-        return self.store.training(spec.key)
 
     def train_cohort(self, specs: list[RunSpec]) -> dict[str, Exception | None]:
         """Train the students of runs that share setting, teachers, seed and recipe as one

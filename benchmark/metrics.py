@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from benchmark.specs import RunRecord
 
 Cells = Mapping[tuple[str, int], float]  # (corruption, severity) -> accuracy
 # Relative CE divides by the reference's degradation, summed over severities; where the
@@ -203,6 +206,25 @@ _metrics = [
     Metric("peak_memory_mb", "peak memory (MB)", "MB", 1, "min", False, "peak memory (MB)"),
 ]
 METRICS: dict[str, Metric] = {metric.name: metric for metric in _metrics}
+# measurements of the machine a run had, not results of its spec: they differ between two
+# runs of the same spec, which agree on every other metric
+MEASURED = frozenset({"latency_ms_b1", "latency_ms_b256", "train_wall_time_s", "peak_memory_mb"})
+
+
+def same_results(a: RunRecord, b: RunRecord) -> bool:
+    """Whether two records of one spec agree number for number: curves, selections, every
+    per-domain, per-class and robustness figure, and every metric but the MEASURED ones."""
+    results = set(a.metrics) - MEASURED
+    return (
+        a.key == b.key
+        and a.curves == b.curves
+        and a.selections == b.selections
+        and a.selected == b.selected
+        and a.per_domain == b.per_domain
+        and a.per_class == b.per_class
+        and a.robustness.get("items") == b.robustness.get("items")
+        and {m: a.metrics[m] for m in results} == {m: b.metrics.get(m) for m in results}
+    )
 
 
 def metric(name: str) -> Metric:

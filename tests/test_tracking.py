@@ -12,13 +12,13 @@ import torch
 from torch import nn
 
 from benchmark.errors import XdkdError
+from benchmark.metrics import MEASURED
 from benchmark.specs import RunRecord
 from benchmark.store import RunStore
 from benchmark.tracking import Tracker, open_trackers, parse_tracker_names, tracker_names_from_env
 from benchmark.train import LOG_EVERY, make_optimizer
 
 # measured, not computed: they differ from run to run with or without trackers
-TIMINGS = {"train_wall_time_s", "peak_memory_mb", "latency_ms_b1", "latency_ms_b256"}
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +104,7 @@ def test_trackers_change_no_number(tracked, tiny_sweep):
     assert without is not None, "the suites differ: the runs have different keys"
 
     def computed(record: RunRecord) -> dict[str, float]:
-        return {k: v for k, v in record.metrics.items() if k not in TIMINGS}
+        return {k: v for k, v in record.metrics.items() if k not in MEASURED}
 
     assert computed(with_trackers) == computed(without)
     assert with_trackers.curves == without.curves

@@ -38,11 +38,13 @@ class SweepPlan:
         """The teachers to train, then the runs: those that train a student in cohorts of
         up to `cohort_size` (`benchmark.executors.cohorts`), the rest alone."""
         teachers = [Task.for_teacher(t) for t in self.teachers]
-        trained = [s for s in self.todo if not joins_cohort(s, store.is_trained)]
-        joining = [s for s in self.todo if joins_cohort(s, store.is_trained)]
+        joining: list[RunSpec] = []
+        alone: list[RunSpec] = []
+        for spec in self.todo:
+            (joining if joins_cohort(spec, store.is_trained) else alone).append(spec)
         cohorts = plan_cohorts(joining, cohort_size, workers)
         runs = [Task.for_cohort(cohort, self.evaluation) for cohort in cohorts]
-        return teachers, runs + [Task.for_run(s, self.evaluation) for s in trained]
+        return teachers, runs + [Task.for_run(s, self.evaluation) for s in alone]
 
 
 def plan_sweep(
@@ -145,9 +147,8 @@ class Scheduler:
 
 def _member_results(task: Task, result: Result) -> list[tuple[Task, Result]]:
     """(run, its result) for each run the task executed: a cohort's members, or the run."""
-    if task.kind == "cohort":
-        return list(zip(task.members, result.members, strict=True))
-    return [(task, result)] if task.kind == "run" else []
+    outcomes = result.members if task.kind == "cohort" else (result,) * len(task.runs)
+    return list(zip(task.runs, outcomes, strict=True))
 
 
 class SweepProgress:
