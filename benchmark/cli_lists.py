@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import json
 import textwrap
+from dataclasses import asdict
 from pathlib import Path
 
 from benchmark.errors import XdkdError
@@ -45,10 +47,19 @@ def needs_text(needs: dict) -> str:
 def cmd_methods(args: argparse.Namespace) -> int:
     from benchmark.catalogue import catalogue
 
-    for name, card in catalogue().methods.items():
+    cards = catalogue().methods
+    if args.format == "json":
+        print(json.dumps({name: asdict(card) for name, card in cards.items()}, indent=1))
+        return 0
+    if args.format == "markdown":  # the documentation's methods page is made from this
+        print("| method | family | needs | defaults | paper |\n|---|---|---|---|---|")
+    for name, card in cards.items():
         defaults = ", ".join(f"{k}={v}" for k, v in card.defaults.items()) or "-"
         adapts = "; adapts at test time (unlabelled images of each scored domain)"
         needs = needs_text(card.needs) + (adapts if card.adapts_at_test else "")
+        if args.format == "markdown":
+            print(f"| `{name}` | {card.family} | {needs} | {defaults} | {card.paper} |")
+            continue
         print(f"{name:<17} {card.family:<22} needs: {needs}")
         print(f"{'':<17} defaults: {defaults}")
         print(f"{'':<17} {card.paper}  [{card.origin}]")
@@ -151,6 +162,12 @@ def add_list_commands(commands: argparse._SubParsersAction) -> None:
     backbones.set_defaults(handler=cmd_backbones)
 
     methods = commands.add_parser("methods", help="list methods: family, needs, defaults, paper")
+    methods.add_argument(
+        "--format",
+        choices=["text", "markdown", "json"],
+        default="text",
+        help="text (default), a markdown table (the docs page) or JSON (every declaration)",
+    )
     methods.set_defaults(handler=cmd_methods)
 
     protocols = commands.add_parser(
