@@ -5,7 +5,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test regression lint clean
+.PHONY: run test regression lint docs wheel-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,8 +32,29 @@ regression: $(STAMP)
 	$(BIN)/xdkd run ci --out runs/ci-regression --results runs/ci-regression/results --no-progress
 	$(BIN)/xdkd check --baseline baselines/ci.reference.json runs/ci-regression --abs-tol 1.0
 
+# The documentation site (docs/, mkdocs.yml) into site/; --strict: a broken link fails it.
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --site-dir site
+
+# A built wheel, installed (not editable) into a fresh venv and run from outside the checkout:
+# the suites and dataset families must come from the package itself.
+WHEEL_DIR ?= /tmp/xdkd-wheel-check
+wheel-check: $(STAMP)
+	rm -rf $(WHEEL_DIR) && mkdir -p $(WHEEL_DIR)/run
+	$(BIN)/pip wheel --quiet --no-deps --wheel-dir $(WHEEL_DIR)/dist .
+	$(PYTHON) -m venv $(WHEEL_DIR)/venv
+	$(WHEEL_DIR)/venv/bin/pip install --quiet torch==2.14.1 torchvision==0.29.1 || \
+		$(WHEEL_DIR)/venv/bin/pip install --quiet torch torchvision
+	$(WHEEL_DIR)/venv/bin/pip install --quiet $(WHEEL_DIR)/dist/xdkd_bench-*.whl
+	cd $(WHEEL_DIR)/run && XDKD_CACHE=$(WHEEL_DIR)/cache ../venv/bin/xdkd datasets
+	cd $(WHEEL_DIR)/run && XDKD_CACHE=$(WHEEL_DIR)/cache ../venv/bin/xdkd methods > methods.txt
+	cd $(WHEEL_DIR)/run && XDKD_CACHE=$(WHEEL_DIR)/cache ../venv/bin/xdkd run quick --no-progress \
+		--set seeds=[0] --set teacher_recipe.epochs=1 --set student_recipe.epochs=1 \
+		--set corruptions=[] --set teacher_floor=0
+	test -f $(WHEEL_DIR)/run/results/quick/leaderboard.md
+
 lint: $(STAMP)
 	$(BIN)/ruff check benchmark tests benchmarks examples && $(BIN)/ruff format --check benchmark tests benchmarks examples
 
 clean:
-	rm -rf runs .pytest_cache
+	rm -rf runs .pytest_cache site

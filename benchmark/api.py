@@ -1,7 +1,7 @@
 """XDKD-Bench from Python: run a suite, evaluate a model, load records as a table.
 
 Thin on purpose: `run_suite` is `xdkd run` (the same parser and code path), `evaluate_model`
-is `xdkd evaluate-model` (`benchmark.external`), `load_records` is what `xdkd report` reads.
+is `xdkd evaluate-model` (`benchmark.run.external`), `load_records` is what `xdkd report` reads.
 Errors a person can act on raise `benchmark.errors.XdkdError` with a one-line message.
 """
 
@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # torch and pandas load when a function needs them
     import pandas as pd
     from torch import nn
 
-    from benchmark.specs import RunRecord
+    from benchmark.suite.specs import RunRecord
 
 
 def run_suite(
@@ -40,8 +40,8 @@ def run_suite(
         >>> table.groupby("method")["target_acc"].mean()
     """
     from benchmark.cli import build_parser, check_environment
-    from benchmark.cli_run import suite_path
-    from benchmark.suites import load_suite
+    from benchmark.cli.run import suite_path
+    from benchmark.suite.loader import load_suite
 
     overrides = list(overrides)
     name = load_suite(suite_path(str(suite)), overrides).name
@@ -82,9 +82,9 @@ def evaluate_model(
         ... )
         >>> record.metrics["target_acc"], record.metrics["source_acc"]
     """
-    from benchmark.external import evaluate_model as evaluate
-    from benchmark.external import write_external
     from benchmark.files import output_directory
+    from benchmark.run.external import evaluate_model as evaluate
+    from benchmark.run.external import write_external
 
     root = None if out is None else output_directory(Path(out), "out")
     record = evaluate(
@@ -113,7 +113,7 @@ def load_records(runs_dir: str | Path, selection: str = "source-val") -> pd.Data
         >>> table = api.load_records("runs")
         >>> table[table["external"]][["method", "pair", "target_acc"]]
     """
-    from benchmark.tidy import load_runs, records_table
+    from benchmark.report.tidy import load_runs, records_table
 
     records, _ = load_runs(Path(runs_dir))
     return records_table(records, selection)

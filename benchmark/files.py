@@ -102,3 +102,8 @@ def output_directory(path: Path, flag: str) -> Path:
     if not os.access(path, os.W_OK | os.X_OK):
         raise XdkdError(f"{flag} '{path}' is not writable by you; give another directory")
     return path
+
+
+def cache_dir() -> Path:
+    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "xdkd"
+    return Path(os.environ.get("XDKD_CACHE", default))

@@ -21,27 +21,18 @@ import importlib
 import importlib.util
 import os
 import sys
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from benchmark.errors import XdkdError
+from benchmark.registry import Origin, attributed_to
 
 GROUPS = ("xdkd.methods", "xdkd.backbones", "xdkd.datasets")
 ENV = "XDKD_PLUGINS"
 
 
-@dataclass(frozen=True)
-class Origin:
-    """Where registered names came from: `label` for listings, `version` for run keys."""
-
-    label: str
-    version: str
-
-
-_method_origins: dict[str, Origin] = {}
 _modules: dict[str, ModuleType] = {}
 _loading = False
 
@@ -100,30 +91,30 @@ def _import(entry: str) -> ModuleType:
             path = _module_location(entry)
             spec = importlib.util.spec_from_file_location(path.stem, path)
             module = importlib.util.module_from_spec(spec)
-            sys.modules[path.stem] = module
-            spec.loader.exec_module(module)
+            # known before it runs: a plug-in that imports the methods re-enters load_plugins,
+            # which must find it (half-loaded, as Python's own imports do), not run it twice
+            sys.modules[path.stem] = _modules[entry] = module
+            try:
+                spec.loader.exec_module(module)
+            except BaseException:
+                del sys.modules[path.stem], _modules[entry]
+                raise
         else:
-            module = importlib.import_module(entry)
-        _modules[entry] = module
+            _modules[entry] = importlib.import_module(entry)
     return _modules[entry]
 
 
 def _attributed(load: Any, origin: Origin) -> Any:
-    """Run `load()` and attribute every method it registers to `origin`."""
-    from benchmark.methods.registry import METHODS
-
-    before = set(METHODS.names())
+    """Run `load()` and attribute every name it registers to `origin`."""
     try:
-        loaded = load()
+        with attributed_to(origin):
+            return load()
     except XdkdError:
         raise
     except Exception as error:  # the plug-in's own bug: named, with where it came from
         raise XdkdError(
             f"plug-in {origin.label} failed to load: {type(error).__name__}: {error}"
         ) from error
-    for name in set(METHODS.names()) - before:
-        _method_origins[name] = origin
-    return loaded
 
 
 def load_plugins() -> None:
@@ -138,11 +129,6 @@ def load_plugins() -> None:
             _attributed(ep.load, _entry_origin(ep))
     for entry in plugin_modules():
         _attributed(lambda entry=entry: _import(entry), _file_origin(entry))
-
-
-def method_origin(name: str) -> Origin | None:
-    """The plug-in that registered method `name`; None for the package's own methods."""
-    return _method_origins.get(name)
 
 
 def dataset_folders() -> list[Path]:

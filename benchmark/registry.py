@@ -8,11 +8,35 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from benchmark.errors import XdkdError
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where registered names came from: `label` for listings, `version` for run keys."""
+
+    label: str
+    version: str
+
+
+_loading: Origin | None = None  # the plug-in being imported, if any
+
+
+@contextmanager
+def attributed_to(origin: Origin) -> Iterator[None]:
+    """Every entry registered while a plug-in loads is attributed to it (`origin_of`)."""
+    global _loading
+    previous, _loading = _loading, origin
+    try:
+        yield
+    finally:
+        _loading = previous
 
 
 class UnknownNameError(XdkdError):
@@ -33,12 +57,18 @@ class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._entries: dict[str, T] = {}
+        self._origins: dict[str, Origin] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
         def decorate(entry: T) -> T:
             if name in self._entries:
                 raise ValueError(f"{self.kind} '{name}' is registered twice")
             self._entries[name] = entry
+            # the package's own entries may register while a plug-in that imports them loads
+            if _loading is not None and not getattr(entry, "__module__", "").startswith(
+                "benchmark."
+            ):
+                self._origins[name] = _loading
             return entry
 
         return decorate
@@ -47,6 +77,10 @@ class Registry(Generic[T]):
         if name not in self._entries:
             raise UnknownNameError(unknown_name_message(self.kind, name, list(self._entries)))
         return self._entries[name]
+
+    def origin_of(self, name: str) -> Origin | None:
+        """The plug-in that registered `name`; None for the package's own entries."""
+        return self._origins.get(name)
 
     def names(self) -> list[str]:
         return sorted(self._entries)

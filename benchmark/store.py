@@ -33,7 +33,7 @@ from benchmark.errors import XdkdError
 from benchmark.failures import describe_failure
 from benchmark.files import atomic_write, note, set_aside, sha256_file
 from benchmark.locks import is_locked
-from benchmark.specs import RECORD_FORMAT, RunRecord, RunSpec, TeacherSpec
+from benchmark.suite.specs import RECORD_FORMAT, RunRecord, RunSpec, TeacherSpec
 
 RECORD, ERROR, SPEC, TRAINING, CHECKPOINT = (
     "record.json",

@@ -149,7 +149,6 @@ def write_domainnet(root: Path, per_class: int = 5) -> None:
         (base / f"clipart_{split}.txt").write_text("".join(lines))
 
 
-REPO_DATASETS = Path(__file__).resolve().parents[1] / "datasets"
 NET_FAMILY = {
     "family": "fxnet",
     "classes": OFFICE_CLASSES,
@@ -178,11 +177,10 @@ def write_digits(root: Path) -> None:
 
 
 def use_fixtures(tmp_path: Path, monkeypatch) -> Path:
-    """Family files (the repository's digits.yaml, fxoffice, fxnet), a data root holding every
-    fixture, and a fresh cache, all under tmp_path; returns the data root."""
+    """Family files (fxoffice, fxnet; beside the shipped ones, digits.yaml among them), a data
+    root holding every fixture, and a fresh cache, all under tmp_path; returns the data root."""
     datasets, root = tmp_path / "datasets", tmp_path / "data"
     datasets.mkdir()
-    (datasets / "digits.yaml").write_text((REPO_DATASETS / "digits.yaml").read_text())
     write_family(datasets, office_family())
     write_family(datasets, NET_FAMILY)
     write_digits(root)

@@ -3,9 +3,9 @@ number in a table can be checked by hand."""
 
 from __future__ import annotations
 
-from benchmark.config import EvalSpec, Recipe, Suite
-from benchmark.expansion import expand
-from benchmark.specs import RunRecord, RunSpec
+from benchmark.suite.config import EvalSpec, Recipe, Suite
+from benchmark.suite.expansion import expand
+from benchmark.suite.specs import RunRecord, RunSpec
 
 CLEAN = ("target_acc", "target_ece", "target_nll", "source_acc", "heldout_mean_acc")
 

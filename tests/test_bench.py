@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 
-from benchmark import fastpath
-from benchmark.bench import fast_path_variants, generated_images
 from benchmark.cli import main
+from benchmark.run import fastpath
+from benchmark.run.bench import fast_path_variants, generated_images
 
 
 @pytest.mark.long

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from dataset_writers import REPO_DATASETS, level, use_fixtures, write_camelyon
+from dataset_writers import level, use_fixtures, write_camelyon
 
 from benchmark.cli import main
-from benchmark.data.domains import domain_info, load_domain
-from benchmark.data.sources import read_domain
+from benchmark.data.domains import load_domain
+from benchmark.data.readers import read_domain
+from benchmark.suite.families import domain_info
 
 LAYOUT = (
     "camelyon17_v1.0/metadata.csv and camelyon17_v1.0/patches/patient_<PPP>_node_<N>/"
@@ -21,10 +22,9 @@ TAIL = "get it from https://wilds.stanford.edu/datasets/"
 
 @pytest.fixture
 def root(tmp_path, monkeypatch):
-    """The usual fixtures, the repository's camelyon17.yaml, and its tree in the data root."""
+    """The usual fixtures (the shipped camelyon17.yaml among the families) and its tree in the
+    data root."""
     root = use_fixtures(tmp_path, monkeypatch)
-    camelyon = (REPO_DATASETS / "camelyon17.yaml").read_text()
-    (tmp_path / "datasets" / "camelyon17.yaml").write_text(camelyon)
     write_camelyon(root)
     return root
 

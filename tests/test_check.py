@@ -11,7 +11,7 @@ import pytest
 from handmade import make_record, make_spec
 
 from benchmark.cli import main
-from benchmark.stats import change_and_se
+from benchmark.report.stats import change_and_se
 from benchmark.store import RunStore
 
 BASE = {"kd": [0.70, 0.72, 0.74], "dkd": [0.75, 0.76, 0.77]}

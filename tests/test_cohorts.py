@@ -17,19 +17,19 @@ import torch
 import torch.nn.functional as F
 
 from benchmark.cli import main
-from benchmark.config import BackboneSpec
-from benchmark.executors import ExecutorOptions, run_sweep
 from benchmark.executors.cohorts import auto_cohort_size, plan_cohorts
-from benchmark.expansion import expand
+from benchmark.executors.sweep import ExecutorOptions, run_sweep
 from benchmark.methods import METHODS
 from benchmark.methods.base import Method, distillation_step
-from benchmark.metrics import MEASURED
 from benchmark.models import create_backbone
 from benchmark.models.features import forward_outputs
-from benchmark.protocols import Needs
-from benchmark.specs import RunRecord
 from benchmark.store import RunStore
-from benchmark.suites import load_suite
+from benchmark.suite.config import BackboneSpec
+from benchmark.suite.expansion import expand
+from benchmark.suite.loader import load_suite
+from benchmark.suite.metrics import MEASURED
+from benchmark.suite.protocols import Needs
+from benchmark.suite.specs import RunRecord
 
 CPU = torch.device("cpu")
 RECIPE = {"epochs": 2, "batch_size": 64, "lr": 0.003}

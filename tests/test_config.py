@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.config import EvalSpec
 from benchmark.errors import XdkdError
-from benchmark.expansion import expand, expand_runs
-from benchmark.specs import RunSpec
-from benchmark.suites import load_suite
+from benchmark.suite.config import EvalSpec
+from benchmark.suite.expansion import expand, expand_runs
+from benchmark.suite.loader import load_suite
+from benchmark.suite.specs import RunSpec
 
 QUICK = Path(__file__).resolve().parents[1] / "baselines" / "quick.yaml"
 
@@ -151,7 +151,7 @@ def test_pair_forms_expand_into_settings_under_the_protocols_they_fit(tmp_path):
 
 
 def _catalogue():
-    from benchmark.catalogue import catalogue
+    from benchmark.suite.catalogue import catalogue
 
     return catalogue()
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmark.data.domains import domain_info
 from benchmark.data.embedded import COLOUR_AGREEMENT, EMBEDDED_BUILDERS, DomainArrays
+from benchmark.suite.families import domain_info
 
 MNIST_DIGITS = 5000
 

@@ -157,7 +157,7 @@ def test_a_diverging_run_fails_with_the_reason(copy):
 def test_the_divergence_rule_needs_no_nan_and_spares_a_learner_at_chance():
     import torch
 
-    from benchmark.train import divergence
+    from benchmark.run.train import divergence
 
     rising = torch.linspace(2.3, 9e15, 100)
     message = divergence(rising, accuracy=0.1, nll=7e15, num_classes=10, label="run", lr=1e6)

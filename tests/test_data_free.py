@@ -17,10 +17,10 @@ import pytest
 
 from benchmark.cli import main
 from benchmark.errors import XdkdError
-from benchmark.expansion import expand
-from benchmark.specs import RunRecord
 from benchmark.store import RunStore
-from benchmark.suites import load_suite
+from benchmark.suite.expansion import expand
+from benchmark.suite.loader import load_suite
+from benchmark.suite.specs import RunRecord
 
 DATA_FREE = {
     "pairs": [{"source": "optdigits"}],

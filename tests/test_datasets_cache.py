@@ -14,8 +14,9 @@ from dataset_writers import use_fixtures
 
 from benchmark.data import cache, images
 from benchmark.data.cache import published_path
-from benchmark.data.domains import cache_dir, load_domain
+from benchmark.data.domains import load_domain
 from benchmark.errors import XdkdError
+from benchmark.files import cache_dir
 
 AMAZON = "fxoffice_amazon"
 

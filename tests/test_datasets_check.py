@@ -86,7 +86,8 @@ def test_check_an_unknown_family(root, capsys):
     assert main(["datasets", "check", "fxofice"]) == 2
     assert capsys.readouterr().err == (
         "xdkd: error: unknown dataset family 'fxofice'; did you mean 'fxoffice'? "
-        "valid: digits, fxnet, fxoffice\n"
+        "valid: camelyon17, colored_digits, digits, domainnet, fxnet, fxoffice, office31, "
+        "officehome, pacs, visda2017, vlcs\n"
     )
 
 

@@ -9,9 +9,10 @@ from dataset_writers import level, save_image, use_fixtures
 from PIL import Image
 
 from benchmark.cli import main
-from benchmark.data.domains import domain_info, load_domain
+from benchmark.data.domains import load_domain
 from benchmark.data.images import decode
-from benchmark.data.sources import read_domain
+from benchmark.data.readers import read_domain
+from benchmark.suite.families import domain_info
 
 
 @pytest.fixture

@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 
 from benchmark.data import domains
-from benchmark.data.domains import build_domain, domain_path, load_domain, split_indices
+from benchmark.data.domains import build_domain, domain_path, load_domain
+from benchmark.data.splits import split_indices
+from benchmark.suite import families
 
 
 @pytest.mark.parametrize("name", ["mnist", "optdigits", "mnistm", "syndigits"])
@@ -13,7 +15,7 @@ def test_rebuild_gives_identical_bytes(name, tmp_path):
     first = json.loads((domain_path(name) / "manifest.json").read_text())
     second = json.loads((build_domain(name, tmp_path) / "manifest.json").read_text())
     assert first["sha256"] == second["sha256"]
-    assert sum(first["counts"].values()) == domains.domain_info(name).entry.images
+    assert sum(first["counts"].values()) == families.domain_info(name).entry.images
 
 
 @pytest.mark.parametrize("name", ["mnist", "syndigits"])
@@ -58,7 +60,7 @@ def test_cache_is_reused_then_rebuilt_when_bytes_change(tmp_path, monkeypatch):
 
 
 def test_robustness_sets_are_seeded_class_stratified_prefixes():
-    from benchmark.data.domains import stratified_order
+    from benchmark.data.splits import stratified_order
 
     sorted_labels = np.repeat(np.arange(10), 100)  # a test split ordered by label, as mnistm's
     order = stratified_order(sorted_labels, "mnistm/robustness-sample")

@@ -15,19 +15,19 @@ import yaml
 from scipy import stats
 
 from benchmark.cli import main
-from benchmark.config import Suite
 from benchmark.errors import XdkdError
-from benchmark.expansion import expand
-from benchmark.report import write_report
-from benchmark.stats import (
+from benchmark.report.leaderboard import write_report
+from benchmark.report.stats import (
     holm,
     judge,
     minimal_detectable_effect,
     paired_comparison,
     seed_spread,
 )
-from benchmark.suites import load_suite
-from benchmark.tidy import load_runs, records_table
+from benchmark.report.tidy import load_runs, records_table
+from benchmark.suite.config import Suite
+from benchmark.suite.expansion import expand
+from benchmark.suite.loader import load_suite
 
 RESULTS = Path(__file__).parents[1] / "results"
 COMPARED = ["method", "n", "mean diff", "se", "ci_low", "ci_high", "mde", "W/T/L", "test", "p"]

@@ -22,13 +22,13 @@ from benchmark.executors import plan as plan_module
 from benchmark.executors.local import worker_setups
 from benchmark.executors.plan import Scheduler
 from benchmark.executors.tasks import Result, Task, execute
-from benchmark.expansion import expand
-from benchmark.harness import Harness
 from benchmark.locks import file_lock
-from benchmark.metrics import metric
-from benchmark.specs import RunRecord
+from benchmark.run.harness import Harness
 from benchmark.store import RunStore
-from benchmark.suites import load_suite
+from benchmark.suite.expansion import expand
+from benchmark.suite.loader import load_suite
+from benchmark.suite.metrics import metric
+from benchmark.suite.specs import RunRecord
 
 SMALL = {"corruptions": ["gaussian_noise"], "corruption_images": 50}
 
@@ -174,9 +174,9 @@ def test_a_starting_worker_imports_nothing_heavy_before_it_is_bound_to_its_drive
     would leave the worker running until they ended."""
     code = (
         "import pickle, sys\n"
-        "from benchmark.worker_start import WorkerSetup, start\n"
+        "from benchmark.executors.worker_start import WorkerSetup, start\n"
         "pickle.loads(pickle.dumps((start, WorkerSetup('cpu', None, 1))))\n"
-        "print(sorted(m for m in ('torch', 'numpy', 'benchmark.harness') if m in sys.modules))"
+        "print(sorted(m for m in ('torch', 'numpy', 'benchmark.run.harness') if m in sys.modules))"
     )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert loaded.returncode == 0, loaded.stderr

@@ -14,10 +14,10 @@ import torch
 
 from benchmark import api
 from benchmark.cli import main
-from benchmark.config import BackboneSpec
-from benchmark.external import read_state_dict
 from benchmark.models import create_backbone
-from benchmark.specs import RunRecord
+from benchmark.run.external import read_state_dict
+from benchmark.suite.config import BackboneSpec
+from benchmark.suite.specs import RunRecord
 
 SETTING = ["--backbone", "lenet", "--domain", "mnist", "--source", "optdigits"]
 ROBUSTNESS = ["--corruptions", "gaussian_noise", "--corruption-images", "200"]  # tiny's 200

@@ -8,16 +8,16 @@ import pytest
 import torch
 from torch import nn
 
-from benchmark import fastpath
-from benchmark.config import Recipe
 from benchmark.data.tensors import DeviceSplit
 from benchmark.errors import XdkdError
-from benchmark.evaluate import accuracy, corruption_accuracy
-from benchmark.fastpath import FastPath, fast_path_mode
 from benchmark.methods.source_only import SourceOnly
 from benchmark.models.digit_cnns import lenet
+from benchmark.run import fastpath
+from benchmark.run.evaluate import accuracy, corruption_accuracy
+from benchmark.run.fastpath import FastPath, fast_path_mode
+from benchmark.run.train import TrainData, fit
 from benchmark.seeding import generator
-from benchmark.train import TrainData, fit
+from benchmark.suite.config import Recipe
 
 CPU = torch.device("cpu")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmark.evaluate import fidelity, per_class_accuracy
+from benchmark.run.evaluate import fidelity, per_class_accuracy
 from benchmark.store import RunStore
 
 

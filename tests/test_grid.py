@@ -9,13 +9,13 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from benchmark.config import AUGMENT_POLICIES, Recipe
 from benchmark.data.augment import mix, transformed
 from benchmark.data.tensors import Stream
 from benchmark.errors import XdkdError
-from benchmark.expansion import expand
 from benchmark.methods.base import Method
-from benchmark.suites import load_suite
+from benchmark.suite.config import AUGMENT_POLICIES, Recipe
+from benchmark.suite.expansion import expand
+from benchmark.suite.loader import load_suite
 
 SUITE = {
     "name": "g",

@@ -6,14 +6,14 @@ import shutil
 import pytest
 import torch
 
-from benchmark.executors import ExecutorOptions, run_sweep
-from benchmark.expansion import expand
-from benchmark.harness import Harness
+from benchmark.executors.sweep import ExecutorOptions, run_sweep
 from benchmark.methods import METHODS
 from benchmark.methods.base import Method
-from benchmark.protocols import Needs
+from benchmark.run.harness import Harness
 from benchmark.store import RunStore
-from benchmark.suites import load_suite
+from benchmark.suite.expansion import expand
+from benchmark.suite.loader import load_suite
+from benchmark.suite.protocols import Needs
 
 CPU = torch.device("cpu")
 SMALL = {"corruptions": ["gaussian_noise"], "corruption_images": 50}
@@ -129,13 +129,13 @@ def test_same_spec_same_seed_same_numbers(tiny_sweep, tmp_path):
 def test_the_recipe_label_smoothing_reaches_every_labelled_cross_entropy():
     import torch.nn.functional as F
 
-    from benchmark.config import BackboneSpec, Recipe
     from benchmark.data.domains import load_domain
     from benchmark.data.setting import Part
     from benchmark.data.tensors import DeviceSplit
     from benchmark.methods.source_only import SourceOnly
     from benchmark.models import create_backbone
-    from benchmark.train import TrainData, fit
+    from benchmark.run.train import TrainData, fit
+    from benchmark.suite.config import BackboneSpec, Recipe
 
     arrays = load_domain("optdigits")
     split = DeviceSplit.from_numpy(arrays.train_images, arrays.train_labels, CPU, 32)

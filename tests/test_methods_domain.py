@@ -10,9 +10,7 @@ import timm
 import torch
 from torch import nn
 
-from benchmark.config import Suite
 from benchmark.errors import XdkdError
-from benchmark.expansion import expand
 from benchmark.methods import METHODS, Batch, Method
 from benchmark.methods.base import DomainBatch
 from benchmark.methods.dine import (
@@ -37,9 +35,11 @@ from benchmark.methods.parts import (
     reverse_gradient,
 )
 from benchmark.methods.pseudo_label_kd import pseudo_label_loss
+from benchmark.methods.teachers import Member, TeacherAccessError, Teachers, freeze
 from benchmark.models.features import forward_outputs
-from benchmark.protocols import grants, unmet
-from benchmark.teachers import Member, TeacherAccessError, Teachers, freeze
+from benchmark.suite.config import Suite
+from benchmark.suite.expansion import expand
+from benchmark.suite.protocols import grants, unmet
 
 NEED_TARGET_IMAGES = [
     "target_oracle",

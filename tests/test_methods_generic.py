@@ -1,21 +1,20 @@
-"""Every registered method trains every kind of student from frozen teachers for a few steps,
-under every protocol it fits.
+"""Every registered method trains every kind of student from frozen teachers for a few steps, under
+every protocol it fits.
 
 Parametrised over `METHODS.names()`, so a new method is covered without new test code: over
 students of three families (a digit CNN, a timm CNN, a ViT) distilled from a `resnet18` teacher,
-plus one `dtn` teacher (fewer, larger stages than its `resnet10t` student: resnet18's stage widths
-and reductions, a third of its weights, so its AdamW steps cost half), under `uda`; and, with
-LeNets, under every protocol the method fits (`benchmark.protocols.unmet`): several sources with a
-teacher each, several targets, tasks whose teachers know half the classes each, few shots, no
-target at all, and teachers that answer logits or probabilities only. Each case mirrors
-`train.fit`: `setup` on a probe batch, one optimizer over student and method parameters, two steps
-(the second after an update: what a method carries from step to step, an EMA copy, a memory bank,
-the other player's turn, is used); every loss term must be finite, the student must get gradients,
-and the teachers must stay in eval mode, gradient-free and unchanged. ViT cases have "vit" in their
-ids (`-k "not vit"` leaves them out); they use `vit_tiny_patch16_224` cut to 6 blocks (of 12) and
-8-pixel patches (a 4x4 token grid) to stay fast, still with more stages than its teacher, as the
-full one has.
-"""
+plus one `dtn` teacher (fewer, larger stages than its `resnet10t` student: resnet18's stage
+widths and reductions, a third of its weights, so its AdamW steps cost half), under `uda`; and,
+with LeNets, under every protocol the method fits (`benchmark.suite.protocols.unmet`): several
+sources with a teacher each, several targets, tasks whose teachers know half the classes each,
+few shots, no target at all, and teachers that answer logits or probabilities only. Each case
+mirrors `train.fit`: `setup` on a probe batch, one optimizer over student and method parameters,
+two steps (the second after an update: what a method carries from step to step, an EMA copy, a
+memory bank, the other player's turn, is used); every loss term must be finite, the student must
+get gradients, and the teachers must stay in eval mode, gradient-free and unchanged. ViT cases
+have "vit" in their ids (`-k "not vit"` leaves them out); they use `vit_tiny_patch16_224` cut to
+6 blocks (of 12) and 8-pixel patches (a 4x4 token grid) to stay fast, still with more stages
+than its teacher, as the full one has."""
 
 from __future__ import annotations
 
@@ -27,13 +26,13 @@ import pytest
 import torch
 from torch import nn
 
-from benchmark.config import BackboneSpec, Recipe
 from benchmark.methods import METHODS, Batch, Method
 from benchmark.methods.base import DomainBatch, Synthetic
+from benchmark.methods.teachers import Member, Teachers, freeze
 from benchmark.models import create_backbone
-from benchmark.protocols import PROTOCOLS, Grants, grants, unmet
-from benchmark.teachers import Member, Teachers, freeze
-from benchmark.train import make_optimizer
+from benchmark.run.train import make_optimizer
+from benchmark.suite.config import BackboneSpec, Recipe
+from benchmark.suite.protocols import PROTOCOLS, Grants, grants, unmet
 
 NUM_CLASSES = 10
 IMAGE_SIZE = 32

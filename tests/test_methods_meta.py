@@ -19,15 +19,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from benchmark.config import BackboneSpec, Recipe
 from benchmark.errors import XdkdError
 from benchmark.methods import METHODS
 from benchmark.methods.base import Batch, DomainBatch
 from benchmark.methods.meta_dmoe import MetaDMoE, meta_dmoe_inner_loss, split_support_query
+from benchmark.methods.teachers import Member, Teachers, freeze
 from benchmark.models import create_backbone, forward_outputs
-from benchmark.protocols import grants, unmet
-from benchmark.teachers import Member, Teachers, freeze
-from benchmark.train import make_optimizer
+from benchmark.run.train import make_optimizer
+from benchmark.suite.config import BackboneSpec, Recipe
+from benchmark.suite.protocols import grants, unmet
 
 CLASSES = 10
 SIZE = 32

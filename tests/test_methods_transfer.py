@@ -20,17 +20,17 @@ import pytest
 import torch
 from torch import nn
 
-from benchmark.config import BackboneSpec, Recipe
 from benchmark.errors import XdkdError
-from benchmark.fastpath import FastPath
 from benchmark.methods import METHODS, Batch
 from benchmark.methods.base import Synthetic
 from benchmark.methods.parts import ImageGenerator
 from benchmark.methods.sskd import kept_rows, sskd_ss_loss, with_rotations
 from benchmark.methods.ssl_rotation import rotate
+from benchmark.methods.teachers import Member, Teachers, freeze
 from benchmark.models import create_backbone
-from benchmark.teachers import Member, Teachers, freeze
-from benchmark.train import make_optimizer, train_step
+from benchmark.run.fastpath import FastPath
+from benchmark.run.train import make_optimizer, train_step
+from benchmark.suite.config import BackboneSpec, Recipe
 
 CLASSES = 10
 

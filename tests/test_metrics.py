@@ -3,11 +3,11 @@ import math
 import pytest
 import torch
 
-from benchmark.calibration import expected_calibration_error, negative_log_likelihood
-from benchmark.config import BackboneSpec
-from benchmark.cost import flops_per_image, parameter_count
-from benchmark.metrics import corruption_errors, mean_corruption_accuracy
 from benchmark.models import create_backbone
+from benchmark.run.calibration import expected_calibration_error, negative_log_likelihood
+from benchmark.run.cost import flops_per_image, parameter_count
+from benchmark.suite.config import BackboneSpec
+from benchmark.suite.metrics import corruption_errors, mean_corruption_accuracy
 
 
 def test_ece_worked_by_hand():

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from benchmark.cli import main
-from benchmark.config import MethodSpec
+from benchmark.suite.config import MethodSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 XDKD = [sys.executable, "-m", "benchmark.cli"]

@@ -10,9 +10,9 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from benchmark.config import BackboneSpec
 from benchmark.errors import XdkdError
 from benchmark.models import create_backbone, input_normalisation
+from benchmark.suite.config import BackboneSpec
 
 
 @pytest.fixture

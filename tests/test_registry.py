@@ -1,11 +1,11 @@
 import pytest
 
-from benchmark.config import BackboneSpec
-from benchmark.data.domains import domain_info
 from benchmark.errors import XdkdError
 from benchmark.methods import METHODS
 from benchmark.models import backbone_names, create_backbone
 from benchmark.registry import Registry, UnknownNameError
+from benchmark.suite.config import BackboneSpec
+from benchmark.suite.families import domain_info
 
 
 def test_unknown_name_lists_valid_names_and_closest_match():

@@ -11,11 +11,11 @@ from pathlib import Path
 
 from handmade import make_record
 
-from benchmark.check import NOISE_MARGIN
 from benchmark.cli import main
-from benchmark.expansion import expand
+from benchmark.report.check import NOISE_MARGIN
 from benchmark.store import RunStore
-from benchmark.suites import load_suite
+from benchmark.suite.expansion import expand
+from benchmark.suite.loader import load_suite
 
 BASELINES = Path(__file__).resolve().parents[1] / "baselines"
 

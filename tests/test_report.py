@@ -13,11 +13,11 @@ from scipy import stats
 
 from benchmark.cli import main
 from benchmark.errors import XdkdError
-from benchmark.plots import pareto_front
-from benchmark.report import write_report
-from benchmark.specs import RunRecord
+from benchmark.report.leaderboard import write_report
+from benchmark.report.plots import pareto_front
+from benchmark.report.tidy import load_runs, records_table
 from benchmark.store import RunStore
-from benchmark.tidy import load_runs, records_table
+from benchmark.suite.specs import RunRecord
 
 T975 = {2: 4.302653, 3: 3.182446}  # t quantiles for 2 and 3 degrees of freedom
 
@@ -379,7 +379,7 @@ def test_a_pair_with_several_targets_gets_a_column_per_target(tmp_path: Path) ->
 
 
 def test_text_from_files_is_escaped_in_html_and_latex(tmp_path: Path) -> None:
-    from benchmark.render import html_table, latex
+    from benchmark.report.render import html_table, latex
 
     frame = pd.DataFrame({"method": ["<script>alert(1)</script>"], "x": ["a_b & 50%"]})
     page = html_table(frame, "caption <b>", 1)

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.claims import CLAIMS_FILE, load_claims, sentence
-from benchmark.config import REFERENCES
-from benchmark.expansion import expand
-from benchmark.report import write_report
-from benchmark.suites import load_suite
-from benchmark.tidy import load_runs, records_table
+from benchmark.report.claims import CLAIMS_FILE, load_claims, sentence
+from benchmark.report.leaderboard import write_report
+from benchmark.report.tidy import load_runs, records_table
+from benchmark.suite.config import REFERENCES
+from benchmark.suite.expansion import expand
+from benchmark.suite.loader import load_suite
 
 ROOT = Path(__file__).resolve().parents[1]
 

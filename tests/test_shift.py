@@ -3,15 +3,15 @@
 import pytest
 import torch
 
-from benchmark.config import BackboneSpec, Recipe
 from benchmark.data.domains import load_domain
 from benchmark.data.setting import Part
 from benchmark.data.tensors import DeviceSplit
-from benchmark.evaluate import accuracy
-from benchmark.fastpath import FastPath
 from benchmark.methods.source_only import SourceOnly
 from benchmark.models import create_backbone
-from benchmark.train import TrainData, fit
+from benchmark.run.evaluate import accuracy
+from benchmark.run.fastpath import FastPath
+from benchmark.run.train import TrainData, fit
+from benchmark.suite.config import BackboneSpec, Recipe
 
 
 def split(name: str, part: str) -> DeviceSplit:

@@ -16,9 +16,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchmark.cli_site import add_site_command
+from benchmark.cli.site import add_site_command
 from benchmark.errors import XdkdError
-from benchmark.site import write_site
+from benchmark.report.site import write_site
 
 SECOND = "second<&>"  # a suite name that must be escaped; its pages are named 'second'
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -188,6 +188,25 @@ def test_a_results_dir_without_a_report_is_one_line_naming_it_and_the_fix(
     message = str(error.value)
     assert "\n" not in message and says in message and f"'{directory}'" in message
     assert f"run xdkd report RUNS --out {directory} first" in message
+
+
+def test_the_site_reads_what_the_tables_are_from_report_json_not_captions(
+    tiny_sweep: Path, tmp_path: Path
+) -> None:
+    """The report's metadata names the rule and protocol; the captions' words are not parsed,
+    so a leaderboard.md with its caption reworded still makes the same setting line."""
+    results = shutil.copytree(tiny_sweep / "results", tmp_path / "results")
+    metadata = json.loads((results / "report.json").read_text())
+    assert metadata["selection"]["rule"] == "source-val" and metadata["seeds"]
+    markdown = (results / "leaderboard.md").read_text()
+    (results / "leaderboard.md").write_text(markdown.replace("Model selection:", "Chosen by:"))
+    page = write_site([results], tmp_path / "site").parent / SUITE_PAGE
+    protocols = ", ".join(metadata["protocols"])
+    assert f"Model selection: source-val. Protocol: {protocols}." in page.read_text()
+    (results / "report.json").write_text('{"format": 1, "selection": ')
+    with pytest.raises(XdkdError) as error:
+        write_site([results], tmp_path / "again")
+    assert "report.json' is damaged" in str(error.value) and "\n" not in str(error.value)
 
 
 def test_a_suite_given_twice_is_refused(tiny_sweep: Path, tmp_path: Path) -> None:

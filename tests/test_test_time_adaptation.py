@@ -21,8 +21,8 @@ import torch
 from benchmark.cli import main
 from benchmark.data.provider import SplitProvider
 from benchmark.data.setting import RunSplits
-from benchmark.evaluate import clean_metrics
 from benchmark.models import create_backbone
+from benchmark.run.evaluate import clean_metrics
 from benchmark.store import METHOD_WEIGHTS, RunStore
 
 SUITE = {

@@ -12,11 +12,16 @@ import torch
 from torch import nn
 
 from benchmark.errors import XdkdError
-from benchmark.metrics import MEASURED
-from benchmark.specs import RunRecord
+from benchmark.run.tracking import (
+    Tracker,
+    open_trackers,
+    parse_tracker_names,
+    tracker_names_from_env,
+)
+from benchmark.run.train import LOG_EVERY, make_optimizer
 from benchmark.store import RunStore
-from benchmark.tracking import Tracker, open_trackers, parse_tracker_names, tracker_names_from_env
-from benchmark.train import LOG_EVERY, make_optimizer
+from benchmark.suite.metrics import MEASURED
+from benchmark.suite.specs import RunRecord
 
 # measured, not computed: they differ from run to run with or without trackers
 

@@ -22,8 +22,7 @@ import numpy as np
 import torch
 
 from benchmark.corruptions.registry import CORRUPTIONS, apply_corruption, corruption_names
-from benchmark.data.domains import cache_dir
-from benchmark.files import staged_directory
+from benchmark.files import cache_dir, staged_directory
 from benchmark.locks import file_lock
 from benchmark.seeding import derive_seed
 

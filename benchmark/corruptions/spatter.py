@@ -3,7 +3,7 @@
 
 The liquid layer is a thresholded, blurred normal field drawn from the image's seed. The
 water branch's drop shading runs OpenCV's Canny, distance transform and histogram
-equalisation as published, one image at a time on the CPU (OpenCV comes with albumentations).
+equalisation as published, one image at a time on the CPU (opencv-python-headless).
 """
 
 from __future__ import annotations

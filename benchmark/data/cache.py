@@ -24,13 +24,15 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from benchmark.data.domains import SPLIT_FILES, DomainInfo, DomainSplits, cache_dir
 from benchmark.data.images import decode_images, resize_arrays
+from benchmark.data.readers import read_domain
 from benchmark.data.settings import bad_image_policy, data_workers
-from benchmark.data.sources import SplitSource, domain_folder, images_folder, read_domain
+from benchmark.data.sources import SplitSource, domain_folder, images_folder
+from benchmark.data.splits import SPLIT_FILES, DomainSplits
 from benchmark.errors import XdkdError
-from benchmark.files import note, read_manifest, set_aside, sha256_file, staged_directory
+from benchmark.files import cache_dir, note, read_manifest, set_aside, sha256_file, staged_directory
 from benchmark.locks import file_lock
+from benchmark.suite.families import DomainInfo
 
 CACHE_VERSION = 1  # bump when decoding or resizing changes, so every cache rebuilds
 FULL_HASH_BYTES = 256 * 2**20  # sha256 runs at 0.5-2 GB/s: under half a second per file

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.data.domains import DomainInfo, split_indices
 from benchmark.data.folders import image_source
 from benchmark.data.sources import READERS, Need, SplitSource
+from benchmark.data.splits import split_indices
 from benchmark.errors import XdkdError
+from benchmark.suite.families import DomainInfo
 
 COLUMNS = ("patient", "node", "x_coord", "y_coord", "tumor", "center")
 PATCHES = "patches"

@@ -16,13 +16,14 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from benchmark.data.domains import DomainInfo, domain_info, family_domains, family_names
 from benchmark.data.folders import class_folders, labelled
 from benchmark.data.images import decode_images
+from benchmark.data.readers import missing, read_domain
 from benchmark.data.settings import data_workers
-from benchmark.data.sources import images_folder, missing, read_domain
+from benchmark.data.sources import images_folder
 from benchmark.errors import XdkdError
 from benchmark.registry import unknown_name_message
+from benchmark.suite.families import DomainInfo, domain_info, family_domains, family_names
 
 CHECK_SIZE = 32  # every file is read to its end; how big its decoded copy is does not matter
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.data.domains import DomainInfo
 from benchmark.data.folders import image_source, read_list
 from benchmark.data.sources import READERS, Need, SplitSource
+from benchmark.suite.families import DomainInfo
 
 SPLITS = ("train", "test")
 MNIST_PREFIX = {"train": "train", "test": "t10k"}

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.data.domains import DomainInfo, split_indices
 from benchmark.data.images import is_image
 from benchmark.data.sources import READERS, Need, SplitSource
+from benchmark.data.splits import split_indices
 from benchmark.errors import XdkdError
 from benchmark.registry import unknown_name_message
+from benchmark.suite.families import DomainInfo
 
 
 def image_files(folder: Path) -> list[Path]:

@@ -16,15 +16,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from benchmark.data.domains import (
-    DomainSplits,
-    domain_info,
-    load_domain,
-    stratified_order,
-    stratified_split,
-)
+from benchmark.data.domains import load_domain
+from benchmark.data.splits import DomainSplits, stratified_order, stratified_split
 from benchmark.data.streaming import StreamSplit, make_split
 from benchmark.data.tensors import DeviceSplit
+from benchmark.suite.families import domain_info
 
 Split = DeviceSplit | StreamSplit
 ROBUSTNESS_SAMPLE = "robustness-sample"  # names the seed of the stratified test sample

@@ -22,13 +22,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from benchmark.config import TaskSpec
-from benchmark.data.domains import domain_info, family_domains
 from benchmark.data.provider import Split, SplitProvider
 from benchmark.errors import XdkdError
-from benchmark.protocols import PROTOCOLS
 from benchmark.seeding import name_seed
-from benchmark.specs import RunSpec, Setting, TeacherSpec
+from benchmark.suite.config import TaskSpec
+from benchmark.suite.families import domain_info, family_domains
+from benchmark.suite.protocols import PROTOCOLS
+from benchmark.suite.specs import RunSpec, Setting, TeacherSpec
 
 
 @dataclass(frozen=True)

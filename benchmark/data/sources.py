@@ -1,4 +1,5 @@
-"""Where a domain's data lies under the data root, and what a reader finds there.
+"""Where a domain's data lies under the data root, and what a reader returns (the readers
+themselves, one per published kind, register in `READERS`; `benchmark.data.readers` asks them).
 
 Each published kind registers a reader: `needs` lists the folders and files that must exist
 (so a missing dataset is reported before anything is read, in one line that says where to get
@@ -13,10 +14,9 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 
-from benchmark.data.domains import DomainInfo
 from benchmark.data.settings import data_root
-from benchmark.errors import XdkdError
 from benchmark.registry import Registry
+from benchmark.suite.families import DomainInfo
 
 
 class Need(NamedTuple):
@@ -45,12 +45,6 @@ class Reader(Protocol):
 READERS: Registry[type[Reader]] = Registry("domain kind")
 
 
-def reader(info: DomainInfo) -> Reader:
-    from benchmark.data import camelyon, digits, folders  # noqa: F401  (importing registers them)
-
-    return READERS.get(info.entry.kind)()
-
-
 def domain_folder(info: DomainInfo, root: Path | None = None) -> Path:
     """The domain's folder: its `root` under the data root."""
     return (root or data_root()) / info.entry.root
@@ -59,36 +53,3 @@ def domain_folder(info: DomainInfo, root: Path | None = None) -> Path:
 def images_folder(info: DomainInfo, root: Path | None = None) -> Path:
     """The folder the domain's images are under: its `path` in its folder, where it has one."""
     return domain_folder(info, root) / getattr(info.entry, "path", ".")
-
-
-def missing(info: DomainInfo, root: Path | None = None) -> str | None:
-    """One line naming the first missing folder or file, or None when all are there."""
-    root = root or data_root()
-    for need in reader(info).needs(info, domain_folder(info, root)):
-        if not (need.path.is_dir() if need.folder else need.path.is_file()):
-            what = "folder" if need.folder else "file"
-            return (
-                f"domain '{info.name}' ({info.family}): no {what} {need.path}; expected layout "
-                f"{info.entry.layout} under the data root (--data-root or XDKD_DATA, now "
-                f"{root}); get it from {info.entry.homepage}"
-            )
-    return None
-
-
-def read_domain(info: DomainInfo, root: Path | None = None) -> dict[str, SplitSource]:
-    """{'train': ..., 'test': ...} for a published domain, or one clear error line: a missing
-    folder or file, or a file its format's reader cannot parse."""
-    root = root or data_root()
-    problem = missing(info, root)
-    if problem:
-        raise XdkdError(problem)
-    folder = domain_folder(info, root)
-    try:
-        return reader(info).read(info, folder)
-    except XdkdError:
-        raise
-    except Exception as error:  # a damaged file in any format: name it, never a traceback
-        raise XdkdError(
-            f"domain '{info.name}' ({info.family}): cannot read its data in {folder}: "
-            f"{type(error).__name__}: {error}"
-        ) from error

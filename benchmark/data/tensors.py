@@ -17,8 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmark.config import policy_of
 from benchmark.data.augment import JITTERED, transformed
+from benchmark.suite.config import policy_of
 
 if TYPE_CHECKING:
     from benchmark.data.streaming import StreamSplit

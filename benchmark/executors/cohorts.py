@@ -2,7 +2,7 @@
 
 The runs of a method comparison differ only in the method: same setting, teachers, seed,
 recipe and (common random numbers) the same batches. A cohort trains them in one worker and
-runs each teacher once per batch for all of them (`benchmark.train.fit_cohort`). Runs join a
+runs each teacher once per batch for all of them (`benchmark.run.train.fit_cohort`). Runs join a
 cohort when they share everything but the method and the teacher access (`cohort_key`);
 a run that trains no student (the `teacher` row) or is trained already (only evaluated)
 stays alone. A cohort's size is bounded by the memory its members keep between their steps
@@ -20,7 +20,7 @@ from collections.abc import Callable
 import torch
 
 from benchmark.methods import METHODS
-from benchmark.specs import RunSpec
+from benchmark.suite.specs import RunSpec
 
 MAX_COHORT = 16  # members of one cohort at most (auto)
 MEMORY_SHARE = 0.25  # of the free memory a cohort's members may keep together (auto)

@@ -5,8 +5,8 @@ teachers and device-resident data kept across runs) and takes one task at a time
 own queue. With GPUs there are `jobs_per_gpu` workers per visible GPU, each pinned to its GPU
 through CUDA_VISIBLE_DEVICES; on CPU one worker per `run_threads()` cores (one per core by
 default), each run on that fixed number of threads however many workers there are. Workers
-die with the driver (PR_SET_PDEATHSIG, requested in `benchmark.worker_start` before torch is
-imported, and a parent check while idle), so a killed driver leaves no orphan behind, even
+die with the driver (PR_SET_PDEATHSIG, requested in `benchmark.executors.worker_start` before torch
+is imported, and a parent check while idle), so a killed driver leaves no orphan behind, even
 one still starting; a worker that dies mid-run is replaced and its task handed out
 again, and a task that kills two workers is recorded as failed.
 
@@ -28,12 +28,12 @@ import torch
 from benchmark.errors import XdkdError
 from benchmark.executors.plan import Scheduler, SweepPlan, SweepProgress, SweepSummary
 from benchmark.executors.tasks import Result, Task, execute
+from benchmark.executors.worker_start import WorkerSetup, start
 from benchmark.failures import describe_exit, oom_kills
-from benchmark.harness import Harness
 from benchmark.machine import run_threads, usable_cpus
-from benchmark.specs import RunSpec, TeacherSpec
+from benchmark.run.harness import Harness
 from benchmark.store import RunStore
-from benchmark.worker_start import WorkerSetup, start
+from benchmark.suite.specs import RunSpec, TeacherSpec
 
 POLL_S = 0.5
 MAX_WORKER_DEATHS = 2  # per task: a task that kills this many workers is recorded as failed
@@ -67,8 +67,8 @@ def worker_main(
     tasks: multiprocessing.Queue,
     results,
 ) -> None:
-    """The worker's loop (entered through `benchmark.worker_start.start`, which has already
-    bound the process to its driver's life)."""
+    """The worker's loop (entered through `benchmark.executors.worker_start.start`, which has
+    already bound the process to its driver's life)."""
     from benchmark.provenance import resolve_device
 
     harness = Harness(RunStore(Path(root)), resolve_device(setup.device), progress=False)

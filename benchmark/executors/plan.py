@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 
 from tqdm.auto import tqdm
 
-from benchmark.config import EvalSpec
 from benchmark.executors.cohorts import joins_cohort, plan_cohorts
 from benchmark.executors.tasks import Result, Task
-from benchmark.specs import RunSpec, TeacherSpec
 from benchmark.store import RunStore
+from benchmark.suite.config import EvalSpec
+from benchmark.suite.specs import RunSpec, TeacherSpec
 
 BUSY_RETRY_S = 2.0  # how long a run claimed by another process waits before it is asked again
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from benchmark.machine import usable_cpus
-from benchmark.specs import RunSpec
+from benchmark.suite.specs import RunSpec
 
 CUDA_CONTEXT_BYTES = 600 * 2**20  # a process's CUDA context and cuDNN/cuBLAS workspaces
 MEMORY_SHARE = 0.85  # of the GPU's memory the workers may fill together
@@ -32,8 +32,8 @@ def jobs_for_memory(gpu_bytes: int, run_bytes: int, cpus: int, gpus: int) -> int
 def measured_run_bytes(spec: RunSpec, device: torch.device) -> int:
     """Peak CUDA memory of one KD step at `spec`'s image size and batch in which both the
     trained network and the teacher have the teacher's architecture (see the docstring)."""
-    from benchmark.bench import Job, initial_models, job_domains, suite_step
-    from benchmark.fastpath import FastPath
+    from benchmark.run.bench import Job, initial_models, job_domains, suite_step
+    from benchmark.run.fastpath import FastPath
 
     batch = max(spec.student_recipe.batch_size, spec.teacher_recipe.batch_size)
     job = Job(

@@ -74,8 +74,8 @@ class StoreTask:
         self.retry_failed = retry_failed
 
     def __call__(self, task: Task) -> str:
-        from benchmark.harness import Harness
         from benchmark.provenance import resolve_device
+        from benchmark.run.harness import Harness
 
         harness = Harness(RunStore(Path(self.root)), resolve_device("auto"), progress=False)
         result = execute(harness, task, self.retry_failed)

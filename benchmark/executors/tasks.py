@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from benchmark.config import EvalSpec
 from benchmark.failures import describe_failure
-from benchmark.harness import Harness
 from benchmark.locks import LockHeld, file_lock
-from benchmark.specs import RunSpec, TeacherSpec
+from benchmark.run.harness import Harness
 from benchmark.store import write_json
+from benchmark.suite.config import EvalSpec
+from benchmark.suite.specs import RunSpec, TeacherSpec
 
 Outcome = Literal["done", "failed", "busy", "recorded"]
 

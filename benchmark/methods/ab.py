@@ -48,8 +48,8 @@ from benchmark.methods.adapters import (
 )
 from benchmark.methods.base import Batch, Method, distillation_step
 from benchmark.methods.registry import METHODS
-from benchmark.protocols import Needs
-from benchmark.teachers import Teachers
+from benchmark.methods.teachers import Teachers
+from benchmark.suite.protocols import Needs
 
 
 def ab_loss(

@@ -40,8 +40,8 @@ from torch import nn
 from benchmark.errors import XdkdError
 from benchmark.methods.base import Batch
 from benchmark.methods.parts import probe_outputs
+from benchmark.methods.teachers import Teachers
 from benchmark.models.features import ModelOutputs
-from benchmark.teachers import Teachers
 
 MIDDLE = Fraction(1, 2)
 

@@ -58,9 +58,9 @@ from benchmark.methods.base import Batch, Method
 from benchmark.methods.kd import kd_loss
 from benchmark.methods.parts import copy_matching_weights, probe_outputs
 from benchmark.methods.registry import METHODS
+from benchmark.methods.teachers import Teachers
 from benchmark.models.features import forward_outputs
-from benchmark.protocols import Needs
-from benchmark.teachers import Teachers
+from benchmark.suite.protocols import Needs
 
 
 def adda_discriminator(in_features: int, hidden: int = 500) -> nn.Sequential:

@@ -21,8 +21,8 @@ from benchmark.methods.base import Batch, distillation_step
 from benchmark.methods.dann import DANN
 from benchmark.methods.kd import kd_terms
 from benchmark.methods.registry import METHODS
-from benchmark.protocols import Needs
-from benchmark.teachers import Teachers
+from benchmark.methods.teachers import Teachers
+from benchmark.suite.protocols import Needs
 
 
 @METHODS.register("adversarial_kd")

@@ -42,9 +42,9 @@ from benchmark.methods.base import Batch, Method
 from benchmark.methods.kd import kd_loss
 from benchmark.methods.parts import gaussian_mmd, probe_outputs
 from benchmark.methods.registry import METHODS
+from benchmark.methods.teachers import Teachers
 from benchmark.models.features import forward_outputs
-from benchmark.protocols import Needs
-from benchmark.teachers import Teachers
+from benchmark.suite.protocols import Needs
 
 
 def common_space_mmd(

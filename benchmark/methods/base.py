@@ -4,7 +4,7 @@ Per step a method receives the student, the run's `Teachers` and a `Batch`, and 
 loss terms; the loop sums and logs them (mdistiller's contract). Hyperparameters are declared
 with the paper's defaults in `defaults`; what a method needs of a setting (target images or
 labels, the teachers' features, several teachers or targets) in `needs`, against which every
-protocol's grants are checked when a suite expands (`benchmark.protocols`). Trainable parts
+protocol's grants are checked when a suite expands (`benchmark.suite.protocols`). Trainable parts
 of a method's own (adapters, discriminators) are built in `setup`, from the shapes a probe
 batch produces, so no pair of networks needs shape settings.
 """
@@ -20,9 +20,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.errors import XdkdError
+from benchmark.methods.teachers import Teachers
 from benchmark.models.features import ModelOutputs, forward_outputs
-from benchmark.protocols import Needs
-from benchmark.teachers import Teachers
+from benchmark.suite.protocols import Needs
 
 FAMILIES = (
     "baseline",

@@ -17,8 +17,8 @@ from benchmark.methods.base import Batch, Method, distillation_step
 from benchmark.methods.kd import kd_terms
 from benchmark.methods.parts import coral_loss
 from benchmark.methods.registry import METHODS
-from benchmark.protocols import Needs
-from benchmark.teachers import Teachers
+from benchmark.methods.teachers import Teachers
+from benchmark.suite.protocols import Needs
 
 
 @METHODS.register("coral_kd")

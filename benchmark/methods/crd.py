@@ -32,8 +32,8 @@ from torch import nn
 from benchmark.methods.adapters import probe_pair
 from benchmark.methods.base import Batch, Method, distillation_step
 from benchmark.methods.registry import METHODS
-from benchmark.protocols import Needs
-from benchmark.teachers import Teachers
+from benchmark.methods.teachers import Teachers
+from benchmark.suite.protocols import Needs
 
 
 def crd_nce_loss(

@@ -55,9 +55,9 @@ from benchmark.methods.base import Batch, Method
 from benchmark.methods.kd import kd_loss
 from benchmark.methods.parts import ImageGenerator, synthetic_of
 from benchmark.methods.registry import METHODS
+from benchmark.methods.teachers import Teachers
 from benchmark.models.features import forward_outputs
-from benchmark.protocols import Needs
-from benchmark.teachers import Teachers
+from benchmark.suite.protocols import Needs
 
 DAFL_BATCHNORM_EPS = 0.8  # the authors' `nn.BatchNorm2d(128, 0.8)`: eps, positionally
 

@@ -31,8 +31,8 @@ from torch import nn
 from benchmark.methods.base import Batch, Method
 from benchmark.methods.parts import method_seed
 from benchmark.methods.registry import METHODS
-from benchmark.protocols import Needs
-from benchmark.teachers import Teachers
+from benchmark.methods.teachers import Teachers
+from benchmark.suite.protocols import Needs
 
 
 def adaptive_label_smoothing(probs: torch.Tensor, top_k: int) -> torch.Tensor:

@@ -21,7 +21,7 @@ from torch import nn
 
 from benchmark.methods.base import Batch, Method, class_indices, distillation_step
 from benchmark.methods.registry import METHODS
-from benchmark.teachers import Teachers
+from benchmark.methods.teachers import Teachers
 
 
 def _target_and_rest(log_probs: torch.Tensor, is_target: torch.Tensor) -> torch.Tensor:

@@ -31,8 +31,8 @@ from benchmark.errors import XdkdError
 from benchmark.methods.base import Batch, Method
 from benchmark.methods.kd import KD
 from benchmark.methods.registry import METHODS
-from benchmark.protocols import Needs
-from benchmark.teachers import Teachers
+from benchmark.methods.teachers import Teachers
+from benchmark.suite.protocols import Needs
 
 WEIGHTINGS = ("uniform", "confidence")
 

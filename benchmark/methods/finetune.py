@@ -22,8 +22,8 @@ from benchmark.methods.base import Batch
 from benchmark.methods.parts import copy_matching_weights
 from benchmark.methods.registry import METHODS
 from benchmark.methods.source_and_shots import SourceAndShots
-from benchmark.protocols import Needs
-from benchmark.teachers import Teachers
+from benchmark.methods.teachers import Teachers
+from benchmark.suite.protocols import Needs
 
 log = logging.getLogger(__name__)
 

@@ -27,8 +27,8 @@ from benchmark.methods.adapters import (
 )
 from benchmark.methods.base import Batch, Method, distillation_step
 from benchmark.methods.registry import METHODS
-from benchmark.protocols import Needs
-from benchmark.teachers import Teachers
+from benchmark.methods.teachers import Teachers
+from benchmark.suite.protocols import Needs
 
 
 def fitnet_loss(regressed_student: torch.Tensor, teacher_hint: torch.Tensor) -> torch.Tensor:

@@ -45,8 +45,8 @@ from torch import nn
 from benchmark.methods.adapters import probe_pair, resize_to, smaller_size
 from benchmark.methods.base import Batch, Method, distillation_step
 from benchmark.methods.registry import METHODS
-from benchmark.protocols import Needs
-from benchmark.teachers import Teachers
+from benchmark.methods.teachers import Teachers
+from benchmark.suite.protocols import Needs
 
 
 def ft_loss(student_factor: torch.Tensor, teacher_factor: torch.Tensor) -> torch.Tensor:

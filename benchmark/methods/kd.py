@@ -14,7 +14,7 @@ from torch import nn
 
 from benchmark.methods.base import Batch, DistillationStep, Method, distillation_step
 from benchmark.methods.registry import METHODS
-from benchmark.teachers import Teachers
+from benchmark.methods.teachers import Teachers
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float):

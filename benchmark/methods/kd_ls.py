@@ -20,7 +20,7 @@ from torch import nn
 from benchmark.methods.base import Batch, Method, distillation_step
 from benchmark.methods.kd import kd_loss
 from benchmark.methods.registry import METHODS
-from benchmark.teachers import Teachers
+from benchmark.methods.teachers import Teachers
 
 
 def standardise(logits: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:

@@ -31,8 +31,8 @@ from benchmark.methods.base import Batch, Method
 from benchmark.methods.kd import kd_loss
 from benchmark.methods.parts import EmaCopy, method_seed
 from benchmark.methods.registry import METHODS
-from benchmark.protocols import Needs
-from benchmark.teachers import Teachers
+from benchmark.methods.teachers import Teachers
+from benchmark.suite.protocols import Needs
 
 
 def confidence_mask(teacher_probs: torch.Tensor, threshold: float) -> torch.Tensor:

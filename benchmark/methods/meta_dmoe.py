@@ -85,9 +85,9 @@ from benchmark.errors import XdkdError
 from benchmark.methods.base import Batch, DomainBatch, Method
 from benchmark.methods.parts import probe_outputs
 from benchmark.methods.registry import METHODS
+from benchmark.methods.teachers import Teachers
 from benchmark.models.features import ModelOutputs, forward_outputs
-from benchmark.protocols import Needs
-from benchmark.teachers import Teachers
+from benchmark.suite.protocols import Needs
 
 MLP_RATIO = 2  # the code's transformer: mlp_dim = 2 * feature width
 

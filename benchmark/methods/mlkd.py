@@ -51,7 +51,7 @@ from torch import nn
 from benchmark.methods.base import Batch, Method, distillation_step
 from benchmark.methods.kd import kd_loss
 from benchmark.methods.registry import METHODS
-from benchmark.teachers import Teachers
+from benchmark.methods.teachers import Teachers
 
 
 def batch_level_loss(

@@ -38,9 +38,9 @@ from torch import nn
 from benchmark.methods.base import Batch, Method, join_labels
 from benchmark.methods.parts import reverse_gradient
 from benchmark.methods.registry import METHODS
+from benchmark.methods.teachers import Teachers
 from benchmark.models.features import forward_outputs
-from benchmark.protocols import Needs
-from benchmark.teachers import Teachers
+from benchmark.suite.protocols import Needs
 
 
 def cosine_logits(

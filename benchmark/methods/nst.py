@@ -33,8 +33,8 @@ from torch import nn
 from benchmark.methods.adapters import resize_to, smaller_size, spatial_pairs
 from benchmark.methods.base import Batch, Method, distillation_step
 from benchmark.methods.registry import METHODS
-from benchmark.protocols import Needs
-from benchmark.teachers import Teachers
+from benchmark.methods.teachers import Teachers
+from benchmark.suite.protocols import Needs
 
 
 def _polynomial_kernel(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:

@@ -20,8 +20,8 @@ from torch import nn
 from benchmark.methods.base import Batch, Method, distillation_step
 from benchmark.methods.kd import kd_terms
 from benchmark.methods.registry import METHODS
-from benchmark.protocols import Needs
-from benchmark.teachers import Teachers
+from benchmark.methods.teachers import Teachers
+from benchmark.suite.protocols import Needs
 
 
 def pseudo_label_loss(

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from benchmark.config import MethodSpec
 from benchmark.methods.base import Method
 from benchmark.registry import Registry
+from benchmark.suite.config import MethodSpec
 
 METHODS: Registry[type[Method]] = Registry("method")
 

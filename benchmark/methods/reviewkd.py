@@ -52,9 +52,9 @@ from torch import nn
 from benchmark.methods.adapters import probe_pair, resize_to, stage_pairs
 from benchmark.methods.base import Batch, Method, distillation_step
 from benchmark.methods.registry import METHODS
+from benchmark.methods.teachers import Teachers
 from benchmark.models.features import ModelOutputs
-from benchmark.protocols import Needs
-from benchmark.teachers import Teachers
+from benchmark.suite.protocols import Needs
 
 HCL_SIZES = (4, 2, 1)
 

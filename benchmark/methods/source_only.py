@@ -11,8 +11,8 @@ from torch import nn
 
 from benchmark.methods.base import Batch, Method
 from benchmark.methods.registry import METHODS
-from benchmark.protocols import Needs
-from benchmark.teachers import Teachers
+from benchmark.methods.teachers import Teachers
+from benchmark.suite.protocols import Needs
 
 
 @METHODS.register("source_only")

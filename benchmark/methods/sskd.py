@@ -51,9 +51,9 @@ from benchmark.methods.kd import kd_loss
 from benchmark.methods.parts import probe_outputs
 from benchmark.methods.registry import METHODS
 from benchmark.methods.ssl_rotation import ROTATIONS
+from benchmark.methods.teachers import Teachers
 from benchmark.models.features import forward_outputs
-from benchmark.protocols import Needs
-from benchmark.teachers import Teachers
+from benchmark.suite.protocols import Needs
 
 UNLABELLED = -1
 

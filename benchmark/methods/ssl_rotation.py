@@ -47,9 +47,9 @@ from benchmark.methods.base import Batch, Method
 from benchmark.methods.kd import kd_loss
 from benchmark.methods.parts import method_seed, probe_outputs
 from benchmark.methods.registry import METHODS
+from benchmark.methods.teachers import Teachers
 from benchmark.models.features import forward_outputs
-from benchmark.protocols import Needs
-from benchmark.teachers import Teachers
+from benchmark.suite.protocols import Needs
 
 ROTATIONS = 4  # 0, 90, 180, 270 degrees
 

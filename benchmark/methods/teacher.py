@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from benchmark.methods.base import Method
 from benchmark.methods.registry import METHODS
-from benchmark.protocols import Needs
+from benchmark.suite.protocols import Needs
 
 
 @METHODS.register("teacher")

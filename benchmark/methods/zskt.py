@@ -58,9 +58,9 @@ from benchmark.methods.at import at_loss
 from benchmark.methods.base import Batch, Method
 from benchmark.methods.parts import ImageGenerator, synthetic_of, synthetic_probe
 from benchmark.methods.registry import METHODS
+from benchmark.methods.teachers import Teachers
 from benchmark.models.features import forward_outputs
-from benchmark.protocols import Needs
-from benchmark.teachers import Teachers
+from benchmark.suite.protocols import Needs
 
 ATTENTION_P = 2.0  # the authors' attention map: the channel mean of f^2
 

@@ -29,11 +29,11 @@ import timm
 import torch
 from torch import nn
 
-from benchmark.config import BackboneSpec
 from benchmark.data.tensors import MEAN, STD
 from benchmark.errors import XdkdError
 from benchmark.plugins import load_plugins
 from benchmark.registry import unknown_name_message
+from benchmark.suite.config import BackboneSpec
 
 DIGIT_BACKBONES = ("lenet", "dtn")
 

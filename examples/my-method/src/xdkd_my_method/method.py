@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from benchmark.methods.base import Method
 from benchmark.methods.registry import METHODS
-from benchmark.protocols import Needs
+from benchmark.suite.protocols import Needs
 
 
 @METHODS.register("my_kd")
