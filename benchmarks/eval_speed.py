@@ -31,12 +31,12 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["XDKD_CACHE"] = tempfile.mkdtemp(prefix="xdkd-speed-")
 
-    from benchmark.suite.config import BackboneSpec
     from benchmark.corruptions import benchmark_names, corruption_names
     from benchmark.data.domains import load_domain
     from benchmark.data.provider import SplitProvider
     from benchmark.models import create_backbone
     from benchmark.run.robustness import robustness_summary
+    from benchmark.suite.config import BackboneSpec
 
     device = torch.device("cpu")
     print(f"{torch.get_num_threads()} threads, domain {args.domain}, {args.images} images")
