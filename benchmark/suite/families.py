@@ -45,7 +45,8 @@ class DomainInfo:
 @functools.cache
 def _registry(folders: tuple[Path, ...]) -> dict[str, DomainInfo]:
     domains: dict[str, DomainInfo] = {}
-    files = [path for folder in folders for path in sorted(folder.glob("*.yaml"))]
+    searched = [*folders, *dataset_folders()]  # plug-ins' folders: asked once per search path
+    files = [path for folder in searched for path in sorted(folder.glob("*.yaml"))]
     for path in files:
         text = path.read_text()
         try:
@@ -69,7 +70,7 @@ def _registry(folders: tuple[Path, ...]) -> dict[str, DomainInfo]:
 
 
 def all_domains() -> dict[str, DomainInfo]:
-    return _registry((*search_path("datasets"), *dataset_folders()))
+    return _registry(tuple(search_path("datasets")))
 
 
 def domain_info(name: str) -> DomainInfo:
