@@ -175,6 +175,22 @@ def test_an_aa_control_repeats_its_method_with_another_data_order_only() -> None
         aa_suite(controls=["bb"])
 
 
+def test_a_grid_suite_gets_one_control_per_controlled_run_of_each_cell() -> None:
+    """Each cell's kd run gets its A/A once (the cells' own expansion adds none), and no two
+    specs share a key."""
+    grid = {"student_recipe.optimizer": ["adamw", "sgd"]}
+    plain = expand(aa_suite(grid=grid))
+    controlled = expand(aa_suite(grid=grid, controls=["aa"]))
+    controls = [s for s in controlled if s.method.stream is not None]
+    kd_runs = [s for s in plain if s.method.name == "kd"]
+    assert len(controls) == len(kd_runs) == 4  # 2 cells x 2 seeds
+    assert len({s.key for s in controlled}) == len(controlled) == len(plain) + len(controls)
+    assert {s.method.row for s in controls} == {
+        "kd [optimizer=adamw] (A/A)",
+        "kd [optimizer=sgd] (A/A)",
+    }
+
+
 def test_a_control_of_a_method_the_suite_lacks_names_the_line_and_the_choices(tmp_path: Path):
     suite = aa_suite().model_dump(mode="json") | {"controls": [{"name": "aa", "method": "dkd"}]}
     path = tmp_path / "aa.yaml"

@@ -405,7 +405,8 @@ def _expand_grid(suite: Suite, known: Catalogue) -> Expansion:
     its key); ordered as one suite's runs, the cells of a run in the grid's order."""
     specs, notes = [], []
     for cell, cell_suite in grid_cells(suite, known):
-        expansion = expand_runs(cell_suite, known)
+        # the controls are the whole suite's, added once by `expand_runs` to every cell
+        expansion = expand_runs(cell_suite.model_copy(update={"controls": []}), known)
         notes += [f"grid [{grid_label(cell)}]: {note}" for note in expansion.notes]
         for spec in expansion.specs:
             method = spec.method.model_copy(update={"grid": cell})
