@@ -33,6 +33,7 @@ from benchmark.models import create_backbone
 from benchmark.run.train import make_optimizer
 from benchmark.suite.config import BackboneSpec, Recipe
 from benchmark.suite.protocols import PROTOCOLS, Grants, grants, unmet
+from benchmark.suite.search import draw
 
 NUM_CLASSES = 10
 IMAGE_SIZE = 32
@@ -168,7 +169,12 @@ def assert_teacher_untouched(teacher: nn.Module, before: dict[str, torch.Tensor]
 
 
 def train_a_few_steps(
-    method_name: str, student: str, teacher: str, granted: Grants, mix: bool = False
+    method_name: str,
+    student: str,
+    teacher: str,
+    granted: Grants,
+    mix: bool = False,
+    params: dict | None = None,
 ) -> None:
     method_class = METHODS.get(method_name)
     torch.manual_seed(0)
@@ -178,7 +184,7 @@ def train_a_few_steps(
     network = fresh_network(student, NUM_CLASSES).train()
     view = teachers if method_class.needs.teacher else None
     oracle = method_class.needs.oracle
-    method = method_class(method_name)
+    method = method_class(method_name, **(params or {}))
     method.setup(network, view, make_batch(granted, oracle, step=0, seed=1))
     method.train()
     params = [p for p in [*network.parameters(), *method.parameters()] if p.requires_grad]
@@ -230,6 +236,17 @@ def test_method_trains_on_mixed_source_labels(method_name: str) -> None:
     if reason:
         pytest.skip(f"{method_name}: {reason}")
     train_a_few_steps(method_name, "lenet", "lenet", fitting_setting(method_name), mix=True)
+
+
+@pytest.mark.parametrize("method_name", [m for m in METHODS.names() if METHODS.get(m).search])
+def test_method_trains_with_a_draw_of_its_search_space(method_name: str) -> None:
+    """A search's first draw of every searched parameter trains like the defaults do."""
+    method_class = METHODS.get(method_name)
+    reason = skip_reason(method_class, "lenet", "lenet")
+    if reason:
+        pytest.skip(f"{method_name}: {reason}")
+    params = draw(method_class.search, 0, method_name, "generic", 1)
+    train_a_few_steps(method_name, "lenet", "lenet", fitting_setting(method_name), params=params)
 
 
 @pytest.mark.parametrize(("method_name", "setting"), PROTOCOL_CASES)

@@ -50,6 +50,7 @@ from benchmark.methods.base import Batch, Method, distillation_step
 from benchmark.methods.registry import METHODS
 from benchmark.methods.teachers import Teachers
 from benchmark.suite.protocols import Needs
+from benchmark.suite.search import log_uniform, uniform
 
 
 def ab_loss(
@@ -76,6 +77,11 @@ class AB(Method):
     )
     needs = Needs(teacher="features", teachers="one")
     defaults = {"margin": 1.0, "ce_weight": 1.0, "weight": 3e-3, "init_fraction": 30 / 270}
+    search = {
+        "margin": log_uniform(0.25, 4.0, "a factor 4 either side of the paper's margin 1"),
+        "weight": log_uniform(3e-4, 3e-2, "a decade either side of the code's 3e-3"),
+        "init_fraction": uniform(0.05, 0.3, "RepDistiller's 30 of 270 epochs; 5-30% of training"),
+    }
 
     def setup(self, student: nn.Module, teacher: Teachers | None, batch: Batch) -> None:
         student_probe, teacher_probe = probe_pair(student, teacher, batch)

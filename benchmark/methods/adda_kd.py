@@ -61,6 +61,7 @@ from benchmark.methods.registry import METHODS
 from benchmark.methods.teachers import Teachers
 from benchmark.models.features import forward_outputs
 from benchmark.suite.protocols import Needs
+from benchmark.suite.search import int_uniform, log_uniform, uniform
 
 
 def adda_discriminator(in_features: int, hidden: int = 500) -> nn.Sequential:
@@ -115,6 +116,19 @@ class ADDAKD(Method):
         "adversarial_weight": 1.0,
         "discriminator_hidden": 500,
         "pretrain_fraction": 0.5,
+    }
+    search = {
+        "temperature": log_uniform(1.0, 8.0, "Hinton et al. use 1-20; CIFAR practice 2-8"),
+        "kd_weight": log_uniform(0.1, 10.0, "a decade either side of the default"),
+        "adversarial_weight": log_uniform(
+            0.1, 10.0, "unweighted (1) in the paper; a decade either side"
+        ),
+        "discriminator_hidden": int_uniform(
+            64, 1024, "DomainBed's DANN widths, 64-1024; ADDA's 500"
+        ),
+        "pretrain_fraction": uniform(
+            0.25, 0.75, "the run's split between ADDA's two stages, around half"
+        ),
     }
 
     def setup(self, student: nn.Module, teacher: Teachers | None, batch: Batch) -> None:

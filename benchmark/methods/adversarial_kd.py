@@ -23,6 +23,7 @@ from benchmark.methods.kd import kd_terms
 from benchmark.methods.registry import METHODS
 from benchmark.methods.teachers import Teachers
 from benchmark.suite.protocols import Needs
+from benchmark.suite.search import log_uniform
 
 
 @METHODS.register("adversarial_kd")
@@ -33,6 +34,11 @@ class AdversarialKD(DANN):
     paper = "Ganin et al. JMLR 2016, Domain-Adversarial Training of Neural Networks (+ KD)"
     needs = Needs(target_images=True)
     defaults = {"temperature": 4.0, "ce_weight": 0.1, "kd_weight": 0.9, **DANN.defaults}
+    search = {
+        "temperature": log_uniform(1.0, 8.0, "Hinton et al. use 1-20; CIFAR practice 2-8"),
+        "kd_weight": log_uniform(0.1, 10.0, "a decade either side of the default"),
+        **DANN.search,
+    }
 
     def losses(
         self, student: nn.Module, teacher: Teachers | None, batch: Batch

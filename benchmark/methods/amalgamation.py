@@ -45,6 +45,7 @@ from benchmark.methods.registry import METHODS
 from benchmark.methods.teachers import Teachers
 from benchmark.models.features import forward_outputs
 from benchmark.suite.protocols import Needs
+from benchmark.suite.search import int_uniform, log_uniform
 
 
 def common_space_mmd(
@@ -79,6 +80,17 @@ class Amalgamation(Method):
         "common_dim": 128,
         "kernel_mul": 2.0,
         "kernel_num": 5,
+    }
+    search = {
+        "temperature": log_uniform(1.0, 8.0, "CFL's code at 1; KD practice up to 8"),
+        "kd_weight": log_uniform(0.1, 10.0, "CFL's weights are 1, 1, 1; a decade either side"),
+        "mmd_weight": log_uniform(0.1, 10.0, "CFL's weights are 1, 1, 1; a decade either side"),
+        "reconstruction_weight": log_uniform(
+            0.1, 10.0, "CFL's weights are 1, 1, 1; a decade either side"
+        ),
+        "common_dim": int_uniform(
+            32, 512, "the common space's width: a factor 4 either side of the code's 128"
+        ),
     }
 
     def setup(self, student: nn.Module, teacher: Teachers | None, batch: Batch) -> None:

@@ -29,6 +29,7 @@ from benchmark.methods.base import Batch, Method, distillation_step
 from benchmark.methods.registry import METHODS
 from benchmark.methods.teachers import Teachers
 from benchmark.suite.protocols import Needs
+from benchmark.suite.search import log_uniform, uniform
 
 
 def attention_map(feature: torch.Tensor, p: float) -> torch.Tensor:
@@ -55,6 +56,10 @@ class AT(Method):
     paper = "Zagoruyko & Komodakis ICLR 2017, Paying More Attention to Attention"
     needs = Needs(teacher="features", teachers="one")
     defaults = {"p": 2.0, "ce_weight": 1.0, "weight": 1000.0}
+    search = {
+        "p": uniform(1.0, 4.0, "the attention map's power: the paper's 2, between 1 and 4"),
+        "weight": log_uniform(100.0, 10000.0, "a decade either side of the paper's 1000"),
+    }
 
     def setup(self, student: nn.Module, teacher: Teachers | None, batch: Batch) -> None:
         self.pairs = spatial_pairs(

@@ -2,11 +2,12 @@
 
 Per step a method receives the student, the run's `Teachers` and a `Batch`, and returns named
 loss terms; the loop sums and logs them (mdistiller's contract). Hyperparameters are declared
-with the paper's defaults in `defaults`; what a method needs of a setting (target images or
-labels, the teachers' features, several teachers or targets) in `needs`, against which every
-protocol's grants are checked when a suite expands (`benchmark.suite.protocols`). Trainable parts
-of a method's own (adapters, discriminators) are built in `setup`, from the shapes a probe
-batch produces, so no pair of networks needs shape settings.
+with the paper's defaults in `defaults`, and the ranges worth searching in `search`; what a
+method needs of a setting (target images or labels, the teachers' features, several teachers or
+targets) in `needs`, against which every protocol's grants are checked when a suite expands
+(`benchmark.suite.protocols`). Trainable parts of a method's own (adapters, discriminators) are
+built in `setup`, from the shapes a probe batch produces, so no pair of networks needs shape
+settings.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from benchmark.errors import XdkdError
 from benchmark.methods.teachers import Teachers
 from benchmark.models.features import ModelOutputs, forward_outputs
 from benchmark.suite.protocols import Needs
+from benchmark.suite.search import Distribution
 
 FAMILIES = (
     "baseline",
@@ -136,6 +138,9 @@ class Method(nn.Module):
     family: ClassVar[str]
     paper: ClassVar[str]
     defaults: ClassVar[dict[str, Any]] = {}
+    # the distribution of each parameter worth searching, with the reason for its range
+    # (`benchmark.suite.search`); a suite's `search:` draws from it, never from the defaults
+    search: ClassVar[dict[str, Distribution]] = {}
     needs: ClassVar[Needs] = Needs()
     trains_student: ClassVar[bool] = True
     # A method that turns the teacher itself into the evaluated network (feature transfer)

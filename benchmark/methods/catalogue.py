@@ -29,6 +29,7 @@ def live_catalogue() -> Catalogue:
             origin=origin.label if origin else cls.__module__,
             plugin=origin.version if origin else None,
             adapts_at_test=cls.adapts_at_test,
+            search={name: d.as_dict() for name, d in cls.search.items()},
         )
     parts = _live_parts()
     return Catalogue(methods, parts.backbones, parts.corruptions, parts.groups)

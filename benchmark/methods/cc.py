@@ -58,6 +58,7 @@ from benchmark.methods.base import Batch, Method, distillation_step
 from benchmark.methods.registry import METHODS
 from benchmark.methods.teachers import Teachers
 from benchmark.suite.protocols import Needs
+from benchmark.suite.search import log_uniform
 
 
 def correlation_matrix(features: torch.Tensor, gamma: float, order: int) -> torch.Tensor:
@@ -83,6 +84,12 @@ class CC(Method):
     paper = "Peng et al. ICCV 2019, Correlation Congruence for Knowledge Distillation"
     needs = Needs(teacher="features", teachers="one")
     defaults = {"gamma": 0.4, "order": 2, "ce_weight": 1.0, "weight": 100.0}
+    search = {
+        "gamma": log_uniform(
+            0.1, 1.6, "the kernel's width: a factor 4 either side of the code's 0.4"
+        ),
+        "weight": log_uniform(10.0, 1000.0, "a decade either side of the code's 100"),
+    }
 
     def losses(
         self, student: nn.Module, teacher: Teachers | None, batch: Batch

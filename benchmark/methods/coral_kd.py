@@ -19,6 +19,7 @@ from benchmark.methods.parts import coral_loss
 from benchmark.methods.registry import METHODS
 from benchmark.methods.teachers import Teachers
 from benchmark.suite.protocols import Needs
+from benchmark.suite.search import log_uniform
 
 
 @METHODS.register("coral_kd")
@@ -27,6 +28,11 @@ class CoralKD(Method):
     paper = "Sun & Saenko ECCV-W 2016, Deep CORAL: Correlation Alignment (+ KD)"
     needs = Needs(target_images=True)
     defaults = {"temperature": 4.0, "ce_weight": 0.1, "kd_weight": 0.9, "coral_weight": 1.0}
+    search = {
+        "temperature": log_uniform(1.0, 8.0, "Hinton et al. use 1-20; CIFAR practice 2-8"),
+        "kd_weight": log_uniform(0.1, 10.0, "a decade either side of the default"),
+        "coral_weight": log_uniform(0.1, 10.0, "DomainBed's CORAL penalty range, 10^U(-1, 1)"),
+    }
 
     def losses(
         self, student: nn.Module, teacher: Teachers | None, batch: Batch

@@ -34,6 +34,7 @@ from benchmark.methods.base import Batch, Method, distillation_step
 from benchmark.methods.registry import METHODS
 from benchmark.methods.teachers import Teachers
 from benchmark.suite.protocols import Needs
+from benchmark.suite.search import int_uniform, log_uniform
 
 
 def crd_nce_loss(
@@ -84,6 +85,13 @@ class CRD(Method):
         "temperature": 0.07,
         "ce_weight": 1.0,
         "weight": 0.8,
+    }
+    search = {
+        "embed_dim": int_uniform(
+            32, 512, "the embedding's width: a factor 4 either side of the paper's 128"
+        ),
+        "temperature": log_uniform(0.02, 0.3, "a factor 3-4 either side of the paper's 0.07"),
+        "weight": log_uniform(0.08, 8.0, "a decade either side of the paper's 0.8"),
     }
 
     def setup(self, student: nn.Module, teacher: Teachers | None, batch: Batch) -> None:

@@ -58,6 +58,7 @@ from benchmark.methods.registry import METHODS
 from benchmark.methods.teachers import Teachers
 from benchmark.models.features import forward_outputs
 from benchmark.suite.protocols import Needs
+from benchmark.suite.search import log_uniform
 
 DAFL_BATCHNORM_EPS = 0.8  # the authors' `nn.BatchNorm2d(128, 0.8)`: eps, positionally
 
@@ -92,6 +93,16 @@ class DAFL(Method):
         "temperature": 1.0,
         "generator_output": "tanh",
         "generator_width": 128,
+    }
+    search = {
+        "one_hot_weight": log_uniform(0.03, 3.0, "the authors' commands: 1 (MNIST), 0.05 (CIFAR)"),
+        "activation_weight": log_uniform(
+            0.01, 1.0, "the authors' commands: 0.1 (MNIST), 0.01 (CIFAR)"
+        ),
+        "entropy_weight": log_uniform(
+            0.5, 50.0, "5 in both of the authors' commands; a decade either side"
+        ),
+        "temperature": log_uniform(1.0, 8.0, "the authors' KD at 1; KD practice up to 8"),
     }
 
     def setup(self, student: nn.Module, teacher: Teachers | None, batch: Batch) -> None:

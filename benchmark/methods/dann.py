@@ -31,6 +31,7 @@ from benchmark.methods.registry import METHODS
 from benchmark.methods.teachers import Teachers
 from benchmark.models.features import forward_outputs
 from benchmark.suite.protocols import Needs
+from benchmark.suite.search import int_uniform, log_uniform
 
 
 @METHODS.register("dann")
@@ -39,6 +40,10 @@ class DANN(Method):
     paper = "Ganin et al. JMLR 2016, Domain-Adversarial Training of Neural Networks"
     needs = Needs(teacher=None, target_images=True)
     defaults = {"domain_weight": 1.0, "discriminator_hidden": 1024}
+    search = {
+        "domain_weight": log_uniform(0.01, 100.0, "DomainBed's DANN lambda, 10^U(-2, 2)"),
+        "discriminator_hidden": int_uniform(64, 1024, "DomainBed's DANN widths, 64-1024"),
+    }
 
     def setup(self, student: nn.Module, teacher: Teachers | None, batch: Batch) -> None:
         pooled = probe_outputs(student, batch.source_images).pooled

@@ -33,6 +33,7 @@ from benchmark.methods.parts import method_seed
 from benchmark.methods.registry import METHODS
 from benchmark.methods.teachers import Teachers
 from benchmark.suite.protocols import Needs
+from benchmark.suite.search import int_uniform, log_uniform, uniform
 
 
 def adaptive_label_smoothing(probs: torch.Tensor, top_k: int) -> torch.Tensor:
@@ -71,6 +72,13 @@ class DINE(Method):
         "im_weight": 1.0,
         "mix_weight": 1.0,
         "mix_alpha": 0.3,
+    }
+    search = {
+        "top_k": int_uniform(1, 3, "classes kept by the label smoothing: the paper's 1, up to 3"),
+        "memory_momentum": uniform(0.3, 0.9, "the memory's EMA, around the paper's 0.6"),
+        "im_weight": log_uniform(0.1, 10.0, "a decade either side of the paper's 1"),
+        "mix_weight": log_uniform(0.1, 10.0, "a decade either side of the paper's 1"),
+        "mix_alpha": log_uniform(0.1, 10.0, "DomainBed's Mixup alpha range, 10^U(-1, 1)"),
     }
 
     def setup(self, student: nn.Module, teacher: Teachers | None, batch: Batch) -> None:

@@ -21,6 +21,7 @@ from torch import nn
 from benchmark.methods.base import Batch, Method, distillation_step
 from benchmark.methods.registry import METHODS
 from benchmark.methods.teachers import Teachers
+from benchmark.suite.search import log_uniform
 
 
 def mean_pearson(first: torch.Tensor, second: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -51,6 +52,11 @@ class DIST(Method):
     family = "logit"
     paper = "Huang et al. NeurIPS 2022, Knowledge Distillation from A Stronger Teacher"
     defaults = {"beta": 1.0, "gamma": 1.0, "tau": 1.0, "ce_weight": 1.0}
+    search = {
+        "beta": log_uniform(0.25, 4.0, "a factor 4 either side of the paper's 1"),
+        "gamma": log_uniform(0.25, 4.0, "a factor 4 either side of the paper's 1"),
+        "tau": log_uniform(1.0, 4.0, "the paper's 1, up to KD's usual 4"),
+    }
 
     def losses(
         self, student: nn.Module, teacher: Teachers | None, batch: Batch

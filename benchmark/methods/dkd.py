@@ -22,6 +22,7 @@ from torch import nn
 from benchmark.methods.base import Batch, Method, class_indices, distillation_step
 from benchmark.methods.registry import METHODS
 from benchmark.methods.teachers import Teachers
+from benchmark.suite.search import log_uniform, uniform
 
 
 def _target_and_rest(log_probs: torch.Tensor, is_target: torch.Tensor) -> torch.Tensor:
@@ -67,6 +68,12 @@ class DKD(Method):
         "temperature": 4.0,
         "ce_weight": 1.0,
         "warmup_fraction": 20 / 240,
+    }
+    search = {
+        "alpha": log_uniform(0.25, 4.0, "a factor 4 either side of the paper's 1"),
+        "beta": log_uniform(1.0, 10.0, "the paper's 8, and 2-6 for some pairs"),
+        "temperature": log_uniform(1.0, 8.0, "Hinton et al. use 1-20; CIFAR practice 2-8"),
+        "warmup_fraction": uniform(0.0, 0.25, "the paper's 20 of 240 epochs; none to a quarter"),
     }
 
     def losses(

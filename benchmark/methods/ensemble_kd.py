@@ -33,6 +33,7 @@ from benchmark.methods.kd import KD
 from benchmark.methods.registry import METHODS
 from benchmark.methods.teachers import Teachers
 from benchmark.suite.protocols import Needs
+from benchmark.suite.search import choice
 
 WEIGHTINGS = ("uniform", "confidence")
 
@@ -68,6 +69,10 @@ class EnsembleKD(Method):
     paper = "You et al. KDD 2017, Learning from Multiple Teacher Networks (ensemble KD)"
     needs = Needs(teacher="logits", teachers="several")
     defaults = {**KD.defaults, "weighting": "uniform"}
+    search = {
+        **KD.search,
+        "weighting": choice(list(WEIGHTINGS), "both papers' plain mean, or by confidence"),
+    }
 
     def __init__(self, name: str, label_smoothing: float = 0.0, **params) -> None:
         super().__init__(name, label_smoothing, **params)

@@ -26,6 +26,7 @@ from benchmark.methods.base import Batch, Method
 from benchmark.methods.registry import METHODS
 from benchmark.methods.teachers import Teachers
 from benchmark.suite.protocols import Needs
+from benchmark.suite.search import log_uniform
 
 
 def mismatched_tensors(student: nn.Module, teacher: nn.Module) -> list[str]:
@@ -46,6 +47,11 @@ class FeatureTransfer(Method):
     paper = "Donahue et al. ICML 2014 (DeCAF): a linear head on frozen teacher features"
     needs = Needs(teacher="features", teachers="one", target_labels="few")
     defaults = {"source_weight": 1.0, "target_weight": 1.0}
+    search = {
+        "target_weight": log_uniform(
+            0.1, 10.0, "the shots' weight beside the source's 1; a decade either side"
+        ),
+    }
     # The student must be the teacher's architecture: it becomes the teacher plus a new head.
     student_is_teacher_architecture = True
 

@@ -29,6 +29,7 @@ from benchmark.methods.base import Batch, Method, distillation_step
 from benchmark.methods.registry import METHODS
 from benchmark.methods.teachers import Teachers
 from benchmark.suite.protocols import Needs
+from benchmark.suite.search import log_uniform
 
 
 def fitnet_loss(regressed_student: torch.Tensor, teacher_hint: torch.Tensor) -> torch.Tensor:
@@ -42,6 +43,9 @@ class FitNet(Method):
     paper = "Romero et al. ICLR 2015, FitNets: Hints for Thin Deep Nets"
     needs = Needs(teacher="features", teachers="one")
     defaults = {"ce_weight": 1.0, "weight": 100.0}
+    search = {
+        "weight": log_uniform(10.0, 1000.0, "a decade either side of RepDistiller's 100"),
+    }
 
     def setup(self, student: nn.Module, teacher: Teachers | None, batch: Batch) -> None:
         student_probe, teacher_probe = probe_pair(student, teacher, batch)

@@ -47,6 +47,7 @@ from benchmark.methods.base import Batch, Method, distillation_step
 from benchmark.methods.registry import METHODS
 from benchmark.methods.teachers import Teachers
 from benchmark.suite.protocols import Needs
+from benchmark.suite.search import log_uniform, uniform
 
 
 def ft_loss(student_factor: torch.Tensor, teacher_factor: torch.Tensor) -> torch.Tensor:
@@ -108,6 +109,13 @@ class FT(Method):
     )
     needs = Needs(teacher="features", teachers="one")
     defaults = {"rate": 0.5, "ce_weight": 1.0, "weight": 500.0, "paraphraser_weight": 1.0}
+    search = {
+        "rate": uniform(0.25, 1.0, "the factor's width: a factor 2 either side of the code's 0.5"),
+        "weight": log_uniform(50.0, 5000.0, "a decade either side of the code's 500"),
+        "paraphraser_weight": log_uniform(
+            0.1, 10.0, "the paraphraser's step size; a decade either side of 1"
+        ),
+    }
 
     def setup(self, student: nn.Module, teacher: Teachers | None, batch: Batch) -> None:
         student_probe, teacher_probe = probe_pair(student, teacher, batch)

@@ -15,6 +15,7 @@ from torch import nn
 from benchmark.methods.base import Batch, DistillationStep, Method, distillation_step
 from benchmark.methods.registry import METHODS
 from benchmark.methods.teachers import Teachers
+from benchmark.suite.search import log_uniform
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float):
@@ -31,6 +32,10 @@ class KD(Method):
     family = "logit"
     paper = "Hinton et al. 2015, Distilling the Knowledge in a Neural Network"
     defaults = {"temperature": 4.0, "ce_weight": 0.1, "kd_weight": 0.9}
+    search = {
+        "temperature": log_uniform(1.0, 8.0, "Hinton et al. use 1-20; CIFAR practice 2-8"),
+        "kd_weight": log_uniform(0.1, 10.0, "a decade either side of the default"),
+    }
 
     def losses(
         self, student: nn.Module, teacher: Teachers | None, batch: Batch

@@ -53,6 +53,7 @@ from benchmark.methods.base import Batch, Method
 from benchmark.methods.registry import METHODS
 from benchmark.methods.teachers import Teachers
 from benchmark.suite.protocols import Needs
+from benchmark.suite.search import log_uniform, uniform
 
 
 def confidence_gate(progress: float, start: float, end: float) -> float:
@@ -130,6 +131,12 @@ class KD3A(Method):
         "consensus_focus": True,
         "vote_weight": 1.0,
         "ce_weight": 1.0,
+    }
+    search = {
+        "gate_start": uniform(0.8, 0.9, "the code's 0.9, below the end's range"),
+        "gate_end": uniform(0.9, 0.99, "the code's 0.95, above the start's range"),
+        "mix_alpha": log_uniform(0.1, 10.0, "DomainBed's Mixup alpha range, 10^U(-1, 1)"),
+        "vote_weight": log_uniform(0.1, 10.0, "a decade either side of the code's 1"),
     }
 
     def losses(

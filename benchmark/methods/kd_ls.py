@@ -21,6 +21,7 @@ from benchmark.methods.base import Batch, Method, distillation_step
 from benchmark.methods.kd import kd_loss
 from benchmark.methods.registry import METHODS
 from benchmark.methods.teachers import Teachers
+from benchmark.suite.search import log_uniform
 
 
 def standardise(logits: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
@@ -41,6 +42,10 @@ class KDLogitStandardisation(Method):
     family = "logit"
     paper = "Sun et al. CVPR 2024, Logit Standardization in Knowledge Distillation"
     defaults = {"temperature": 2.0, "ce_weight": 0.1, "kd_weight": 9.0}
+    search = {
+        "temperature": log_uniform(1.0, 8.0, "the authors' base 2 on CIFAR-100; KD practice 1-8"),
+        "kd_weight": log_uniform(0.9, 90.0, "a decade either side of the authors' 9"),
+    }
 
     def losses(
         self, student: nn.Module, teacher: Teachers | None, batch: Batch

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from benchmark.methods.base import Batch, Method
-from benchmark.methods.kd import kd_loss
+from benchmark.methods.kd import KD, kd_loss
 from benchmark.methods.registry import METHODS
 from benchmark.methods.teachers import Teachers
 from benchmark.suite.protocols import Needs
@@ -27,6 +27,7 @@ class KDTarget(Method):
     paper = "Hinton et al. 2015 KD, applied to unlabelled target images only"
     needs = Needs(target_images=True)
     defaults = {"temperature": 4.0, "ce_weight": 0.1, "kd_weight": 0.9}
+    search = KD.search
 
     def losses(
         self, student: nn.Module, teacher: Teachers | None, batch: Batch

@@ -33,6 +33,7 @@ from benchmark.methods.parts import EmaCopy, method_seed
 from benchmark.methods.registry import METHODS
 from benchmark.methods.teachers import Teachers
 from benchmark.suite.protocols import Needs
+from benchmark.suite.search import log_uniform, uniform
 
 
 def confidence_mask(teacher_probs: torch.Tensor, threshold: float) -> torch.Tensor:
@@ -72,6 +73,16 @@ class MeanTeacher(Method):
         "ce_weight": 1.0,
         "kd_weight": 1.0,
         "temperature": 4.0,
+    }
+    search = {
+        "ema_decay": uniform(0.9, 0.999, "French et al.'s 0.99; mean teachers use 0.99-0.999"),
+        "confidence_threshold": uniform(0.8, 0.99, "French et al.'s 0.968; FixMatch's 0.95"),
+        "unsupervised_weight": log_uniform(0.3, 30.0, "a decade either side of French et al.'s 3"),
+        "class_balance_weight": log_uniform(
+            5e-4, 5e-2, "a decade either side of French et al.'s 0.005"
+        ),
+        "kd_weight": log_uniform(0.1, 10.0, "a decade either side of the default"),
+        "temperature": log_uniform(1.0, 8.0, "Hinton et al. use 1-20; CIFAR practice 2-8"),
     }
 
     def setup(self, student: nn.Module, teacher: Teachers | None, batch: Batch) -> None:

@@ -88,6 +88,7 @@ from benchmark.methods.registry import METHODS
 from benchmark.methods.teachers import Teachers
 from benchmark.models.features import ModelOutputs, forward_outputs
 from benchmark.suite.protocols import Needs
+from benchmark.suite.search import int_uniform, log_uniform, uniform
 
 MLP_RATIO = 2  # the code's transformer: mlp_dim = 2 * feature width
 
@@ -216,6 +217,12 @@ class MetaDMoE(Method):
         "aggregator_heads": 16,
         "aggregator_width": 0,
         "aggregator_dropout": 0.1,
+    }
+    search = {
+        "inner_lr": log_uniform(1e-4, 1e-3, "the code's WILDS configs: 1e-4 to 1e-3"),
+        "support_size": int_uniform(24, 75, "the code's WILDS configs: 24 to 75"),
+        "pretrain_fraction": uniform(0.2, 0.6, "the code's 12 of 32 epochs; 0.2 to 0.6"),
+        "aggregator_dropout": uniform(0.0, 0.3, "the code's 0.1; none to 0.3"),
     }
 
     def __init__(self, name: str, label_smoothing: float = 0.0, **params) -> None:

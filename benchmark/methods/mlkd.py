@@ -52,6 +52,7 @@ from benchmark.methods.base import Batch, Method, distillation_step
 from benchmark.methods.kd import kd_loss
 from benchmark.methods.registry import METHODS
 from benchmark.methods.teachers import Teachers
+from benchmark.suite.search import log_uniform
 
 
 def batch_level_loss(
@@ -119,6 +120,11 @@ class MLKD(Method):
         "instance_weight": 1.35,
         "batch_weight": 0.45,
         "class_weight": 0.45,
+    }
+    search = {
+        "instance_weight": log_uniform(0.135, 13.5, "a decade either side of the code's 1.35"),
+        "batch_weight": log_uniform(0.045, 4.5, "a decade either side of the code's 0.45"),
+        "class_weight": log_uniform(0.045, 4.5, "a decade either side of the code's 0.45"),
     }
 
     def losses(

@@ -23,6 +23,7 @@ from benchmark.methods.parts import gaussian_mmd
 from benchmark.methods.registry import METHODS
 from benchmark.methods.teachers import Teachers
 from benchmark.suite.protocols import Needs
+from benchmark.suite.search import log_uniform
 
 
 @METHODS.register("mmd_kd")
@@ -37,6 +38,11 @@ class MMDKD(Method):
         "mmd_weight": 1.0,
         "kernel_mul": 2.0,
         "kernel_num": 5,
+    }
+    search = {
+        "temperature": log_uniform(1.0, 8.0, "Hinton et al. use 1-20; CIFAR practice 2-8"),
+        "kd_weight": log_uniform(0.1, 10.0, "a decade either side of the default"),
+        "mmd_weight": log_uniform(0.1, 10.0, "DomainBed's MMD penalty range, 10^U(-1, 1)"),
     }
 
     def losses(

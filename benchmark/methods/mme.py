@@ -41,6 +41,7 @@ from benchmark.methods.registry import METHODS
 from benchmark.methods.teachers import Teachers
 from benchmark.models.features import forward_outputs
 from benchmark.suite.protocols import Needs
+from benchmark.suite.search import log_uniform
 
 
 def cosine_logits(
@@ -75,6 +76,10 @@ class MME(Method):
     paper = "Saito et al. ICCV 2019, Semi-supervised Domain Adaptation via Minimax Entropy"
     needs = Needs(teacher=None, target_images=True, target_labels="few")
     defaults = {"temperature": 0.05, "entropy_weight": 0.1, "ce_weight": 1.0}
+    search = {
+        "temperature": log_uniform(0.02, 0.2, "the cosine classifier's: around the paper's 0.05"),
+        "entropy_weight": log_uniform(0.01, 1.0, "a decade either side of the paper's lambda 0.1"),
+    }
 
     def losses(
         self, student: nn.Module, teacher: Teachers | None, batch: Batch

@@ -52,6 +52,7 @@ from benchmark.methods.registry import METHODS
 from benchmark.methods.teachers import Teachers
 from benchmark.models.features import forward_outputs
 from benchmark.suite.protocols import Needs
+from benchmark.suite.search import int_uniform, log_uniform, uniform
 
 
 def progressive_beta(progress: float, start: float, end: float) -> float:
@@ -88,6 +89,14 @@ class MTMTDA(Method):
         "beta_end": 0.9,
         "teacher_domain_weight": 0.5,
         "discriminator_hidden": 1024,
+    }
+    search = {
+        "temperature": log_uniform(4.0, 40.0, "the paper's 20; from KD's usual 4 to twice it"),
+        "alpha": uniform(0.0, 1.0, "the KD share of the source term, a fraction: the paper's 0.2"),
+        "beta_start": log_uniform(0.01, 0.3, "the code's 0.1, below the end's range"),
+        "beta_end": uniform(0.5, 0.95, "the code's 0.9, above the start's range"),
+        "teacher_domain_weight": log_uniform(0.05, 5.0, "a decade either side of the code's 0.5"),
+        "discriminator_hidden": int_uniform(64, 1024, "DomainBed's DANN widths, 64-1024"),
     }
 
     def setup(self, student: nn.Module, teacher: Teachers | None, batch: Batch) -> None:

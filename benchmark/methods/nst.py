@@ -35,6 +35,7 @@ from benchmark.methods.base import Batch, Method, distillation_step
 from benchmark.methods.registry import METHODS
 from benchmark.methods.teachers import Teachers
 from benchmark.suite.protocols import Needs
+from benchmark.suite.search import log_uniform
 
 
 def _polynomial_kernel(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
@@ -67,6 +68,9 @@ class NST(Method):
     )
     needs = Needs(teacher="features", teachers="one")
     defaults = {"ce_weight": 1.0, "weight": 50.0}
+    search = {
+        "weight": log_uniform(5.0, 500.0, "a decade either side of RepDistiller's 50"),
+    }
 
     def setup(self, student: nn.Module, teacher: Teachers | None, batch: Batch) -> None:
         self.pairs = spatial_pairs(

@@ -22,6 +22,7 @@ from benchmark.methods.base import Batch, Method, distillation_step
 from benchmark.methods.registry import METHODS
 from benchmark.methods.teachers import Teachers
 from benchmark.suite.protocols import Needs
+from benchmark.suite.search import log_uniform
 
 
 def neighbour_probabilities(features: torch.Tensor, eps: float) -> torch.Tensor:
@@ -44,6 +45,9 @@ class PKT(Method):
     paper = "Passalis & Tefas ECCV 2018, Probabilistic Knowledge Transfer"
     needs = Needs(teacher="features", teachers="one")
     defaults = {"ce_weight": 1.0, "weight": 30000.0}
+    search = {
+        "weight": log_uniform(3000.0, 300000.0, "a decade either side of RepDistiller's 30000"),
+    }
 
     def losses(
         self, student: nn.Module, teacher: Teachers | None, batch: Batch

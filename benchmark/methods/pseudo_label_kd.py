@@ -22,6 +22,7 @@ from benchmark.methods.kd import kd_terms
 from benchmark.methods.registry import METHODS
 from benchmark.methods.teachers import Teachers
 from benchmark.suite.protocols import Needs
+from benchmark.suite.search import log_uniform, uniform
 
 
 def pseudo_label_loss(
@@ -45,6 +46,12 @@ class PseudoLabelKD(Method):
         "kd_weight": 0.9,
         "pseudo_weight": 0.1,
         "threshold": 0.9,
+    }
+    search = {
+        "temperature": log_uniform(1.0, 8.0, "Hinton et al. use 1-20; CIFAR practice 2-8"),
+        "kd_weight": log_uniform(0.1, 10.0, "a decade either side of the default"),
+        "pseudo_weight": log_uniform(0.01, 1.0, "a decade either side of the default 0.1"),
+        "threshold": uniform(0.7, 0.99, "FixMatch's 0.95; lower for a teacher under shift"),
     }
 
     def losses(

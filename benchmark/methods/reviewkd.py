@@ -55,6 +55,7 @@ from benchmark.methods.registry import METHODS
 from benchmark.methods.teachers import Teachers
 from benchmark.models.features import ModelOutputs
 from benchmark.suite.protocols import Needs
+from benchmark.suite.search import int_uniform, log_uniform, uniform
 
 HCL_SIZES = (4, 2, 1)
 
@@ -133,6 +134,11 @@ class ReviewKD(Method):
     paper = "Chen et al. CVPR 2021, Distilling Knowledge via Knowledge Review"
     needs = Needs(teacher="features", teachers="one")
     defaults = {"ce_weight": 1.0, "weight": 5.0, "warmup_fraction": 20 / 240, "max_mid": 512}
+    search = {
+        "weight": log_uniform(0.5, 10.0, "the authors' scripts use 0.6 to 8, by pair"),
+        "warmup_fraction": uniform(0.0, 0.25, "the authors' 20 of 240 epochs; none to a quarter"),
+        "max_mid": int_uniform(64, 512, "the fusion width's cap: the authors' 512, down to 64"),
+    }
 
     def setup(self, student: nn.Module, teacher: Teachers | None, batch: Batch) -> None:
         student_probe, teacher_probe = probe_pair(student, teacher, batch)

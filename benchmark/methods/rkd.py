@@ -21,6 +21,7 @@ from benchmark.methods.base import Batch, Method, distillation_step
 from benchmark.methods.registry import METHODS
 from benchmark.methods.teachers import Teachers
 from benchmark.suite.protocols import Needs
+from benchmark.suite.search import log_uniform
 
 
 def pairwise_distances(embeddings: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
@@ -58,6 +59,10 @@ class RKD(Method):
     paper = "Park et al. CVPR 2019, Relational Knowledge Distillation"
     needs = Needs(teacher="features", teachers="one")
     defaults = {"ce_weight": 1.0, "distance_weight": 25.0, "angle_weight": 50.0}
+    search = {
+        "distance_weight": log_uniform(2.5, 250.0, "a decade either side of the paper's 25"),
+        "angle_weight": log_uniform(5.0, 500.0, "a decade either side of the paper's 50"),
+    }
 
     def losses(
         self, student: nn.Module, teacher: Teachers | None, batch: Batch

@@ -18,6 +18,7 @@ from benchmark.methods.base import Batch, Method
 from benchmark.methods.registry import METHODS
 from benchmark.methods.teachers import Teachers
 from benchmark.suite.protocols import Needs
+from benchmark.suite.search import log_uniform
 
 
 @METHODS.register("source_and_shots")
@@ -26,6 +27,11 @@ class SourceAndShots(Method):
     paper = "Saito et al. ICCV 2019's S+T baseline: cross-entropy on source and labelled target"
     needs = Needs(teacher=None, target_labels="few")
     defaults = {"source_weight": 1.0, "target_weight": 1.0}
+    search = {
+        "target_weight": log_uniform(
+            0.1, 10.0, "the shots' weight beside the source's 1; a decade either side"
+        ),
+    }
 
     def losses(
         self, student: nn.Module, teacher: Teachers | None, batch: Batch

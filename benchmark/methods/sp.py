@@ -21,6 +21,7 @@ from benchmark.methods.base import Batch, Method, distillation_step
 from benchmark.methods.registry import METHODS
 from benchmark.methods.teachers import Teachers
 from benchmark.suite.protocols import Needs
+from benchmark.suite.search import log_uniform
 
 
 def similarity_matrix(feature: torch.Tensor) -> torch.Tensor:
@@ -41,6 +42,9 @@ class SP(Method):
     paper = "Tung & Mori ICCV 2019, Similarity-Preserving Knowledge Distillation"
     needs = Needs(teacher="features", teachers="one")
     defaults = {"ce_weight": 1.0, "weight": 3000.0}
+    search = {
+        "weight": log_uniform(300.0, 30000.0, "a decade either side of the paper's 3000"),
+    }
 
     def losses(
         self, student: nn.Module, teacher: Teachers | None, batch: Batch

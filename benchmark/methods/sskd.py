@@ -54,6 +54,7 @@ from benchmark.methods.ssl_rotation import ROTATIONS
 from benchmark.methods.teachers import Teachers
 from benchmark.models.features import forward_outputs
 from benchmark.suite.protocols import Needs
+from benchmark.suite.search import log_uniform, uniform
 
 UNLABELLED = -1
 
@@ -154,6 +155,18 @@ class SSKD(Method):
         "ss_temperature": 0.5,
         "tf_keep_ratio": 1.0,
         "ss_keep_ratio": 0.75,
+    }
+    search = {
+        "kd_weight": log_uniform(0.1, 10.0, "a decade either side of the default"),
+        "tf_weight": log_uniform(0.27, 27.0, "a decade either side of the authors' 2.7"),
+        "ss_weight": log_uniform(1.0, 100.0, "a decade either side of the authors' 10"),
+        "temperature": log_uniform(1.0, 8.0, "Hinton et al. use 1-20; CIFAR practice 2-8"),
+        "tf_temperature": log_uniform(1.0, 8.0, "the authors' 4, as KD's; KD practice 1-8"),
+        "ss_temperature": log_uniform(
+            0.1, 2.0, "the similarities' softmax: around the authors' 0.5"
+        ),
+        "tf_keep_ratio": uniform(0.5, 1.0, "the wrong rows kept: the authors' 1.0 (tf), 0.75 (ss)"),
+        "ss_keep_ratio": uniform(0.5, 1.0, "the wrong rows kept: the authors' 1.0 (tf), 0.75 (ss)"),
     }
 
     def setup(self, student: nn.Module, teacher: Teachers | None, batch: Batch) -> None:

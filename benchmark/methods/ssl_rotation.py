@@ -50,6 +50,7 @@ from benchmark.methods.registry import METHODS
 from benchmark.methods.teachers import Teachers
 from benchmark.models.features import forward_outputs
 from benchmark.suite.protocols import Needs
+from benchmark.suite.search import log_uniform
 
 ROTATIONS = 4  # 0, 90, 180, 270 degrees
 
@@ -82,6 +83,13 @@ class SSLRotation(Method):
     )
     needs = Needs(teacher="logits", target_images=True)
     defaults = {"temperature": 4.0, "ce_weight": 0.1, "kd_weight": 0.9, "rotation_weight": 1.0}
+    search = {
+        "temperature": log_uniform(1.0, 8.0, "Hinton et al. use 1-20; CIFAR practice 2-8"),
+        "kd_weight": log_uniform(0.1, 10.0, "a decade either side of the default"),
+        "rotation_weight": log_uniform(
+            0.1, 10.0, "equal weight (1) in the authors' code; a decade either side"
+        ),
+    }
 
     def setup(self, student: nn.Module, teacher: Teachers | None, batch: Batch) -> None:
         pooled = probe_outputs(student, batch.all_images()[:2]).pooled

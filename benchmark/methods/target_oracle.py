@@ -16,6 +16,7 @@ from benchmark.methods.base import Batch, Method
 from benchmark.methods.registry import METHODS
 from benchmark.methods.teachers import Teachers
 from benchmark.suite.protocols import Needs
+from benchmark.suite.search import log_uniform
 
 
 @METHODS.register("target_oracle")
@@ -24,6 +25,11 @@ class TargetOracle(Method):
     paper = "upper bound: cross-entropy on labelled target (and source) images (Ganin et al. 2016)"
     needs = Needs(teacher=None, target_images=True, target_labels="all", oracle=True)
     defaults = {"source_weight": 1.0, "target_weight": 1.0}
+    search = {
+        "target_weight": log_uniform(
+            0.1, 10.0, "the target labels' weight beside the source's 1; a decade either side"
+        ),
+    }
 
     def losses(
         self, student: nn.Module, teacher: Teachers | None, batch: Batch

@@ -35,6 +35,7 @@ from benchmark.methods.base import Batch, Method, distillation_step
 from benchmark.methods.registry import METHODS
 from benchmark.methods.teachers import Teachers
 from benchmark.suite.protocols import Needs
+from benchmark.suite.search import log_uniform
 
 
 def vid_loss(
@@ -61,6 +62,10 @@ class VID(Method):
     paper = "Ahn et al. CVPR 2019, Variational Information Distillation for Knowledge Transfer"
     needs = Needs(teacher="features", teachers="one")
     defaults = {"init_variance": 5.0, "eps": 1e-5, "ce_weight": 1.0, "weight": 1.0}
+    search = {
+        "init_variance": log_uniform(1.0, 25.0, "a factor 5 either side of the authors' 5"),
+        "weight": log_uniform(0.1, 10.0, "a decade either side of the authors' 1"),
+    }
 
     def setup(self, student: nn.Module, teacher: Teachers | None, batch: Batch) -> None:
         student_probe, teacher_probe = probe_pair(student, teacher, batch)

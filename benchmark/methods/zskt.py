@@ -61,6 +61,7 @@ from benchmark.methods.registry import METHODS
 from benchmark.methods.teachers import Teachers
 from benchmark.models.features import forward_outputs
 from benchmark.suite.protocols import Needs
+from benchmark.suite.search import int_uniform, log_uniform
 
 ATTENTION_P = 2.0  # the authors' attention map: the channel mean of f^2
 
@@ -101,6 +102,13 @@ class ZSKT(Method):
         "student_steps": 10,
         "generator_output": "tanh",
         "generator_width": 128,
+    }
+    search = {
+        "beta": log_uniform(25.0, 2500.0, "a decade either side of the authors' 250"),
+        "temperature": log_uniform(1.0, 4.0, "the authors' 1, up to KD's usual 4"),
+        "student_steps": int_uniform(
+            1, 20, "the paper's n_S = 10 student steps per generator step"
+        ),
     }
 
     def __init__(self, name: str, label_smoothing: float = 0.0, **params) -> None:

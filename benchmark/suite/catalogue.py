@@ -27,9 +27,10 @@ from benchmark.errors import XdkdError
 from benchmark.files import atomic_write, cache_dir
 from benchmark.plugins import fingerprint as plugins_fingerprint
 from benchmark.registry import unknown_name_message
+from benchmark.suite.search import Distribution, parse
 
 PACKAGE = Path(__file__).resolve().parents[1]
-FORMAT = 3
+FORMAT = 4
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,11 @@ class MethodCard:
     origin: str  # the package's module, or the plug-in it came from
     plugin: str | None = None  # the plug-in's version, hashed into its runs' keys
     adapts_at_test: bool = False  # test-time adaptation, applied at evaluation
+    # parameter -> distribution in data form (`benchmark.suite.search`), what `search:` draws
+    search: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def search_space(self) -> dict[str, Distribution]:
+        return {name: parse(raw) for name, raw in self.search.items()}
 
     @property
     def reference(self) -> bool:
