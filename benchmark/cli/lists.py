@@ -11,6 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from benchmark.errors import XdkdError
+from benchmark.registry import unknown_name_message
 
 
 def needs_text(needs: dict) -> str:
@@ -48,6 +49,10 @@ def cmd_methods(args: argparse.Namespace) -> int:
     from benchmark.suite.catalogue import catalogue
 
     cards = catalogue().methods
+    if args.name:
+        if args.name not in cards:
+            raise XdkdError(unknown_name_message("method", args.name, list(cards)))
+        cards = {args.name: cards[args.name]}
     if args.format == "json":
         print(json.dumps({name: asdict(card) for name, card in cards.items()}, indent=1))
         return 0
@@ -63,7 +68,30 @@ def cmd_methods(args: argparse.Namespace) -> int:
         print(f"{name:<17} {card.family:<22} needs: {needs}")
         print(f"{'':<17} defaults: {defaults}")
         print(f"{'':<17} {card.paper}  [{card.origin}]")
+        if args.name:
+            print(search_text(card))
     return 0
+
+
+def search_text(card) -> str:
+    """What a suite's `search:` draws for the method: its space, and the recipe's."""
+    from benchmark.suite.search import RECIPE_SPACE
+
+    if not card.trains_student:
+        return "search: none (it trains no student)"
+    lines = ["search space (a suite's `search:` draws from it; the defaults are trial 0):"]
+    declared = card.search_space()
+    recipe = {f"recipe.{name}": d for name, d in RECIPE_SPACE.items()}
+    for name, distribution in {**declared, **recipe}.items():
+        shown = (
+            f"default {card.defaults[name]}; "
+            if name in card.defaults
+            else "default: the suite's student_recipe; "
+        )
+        lines.append(f"  {name:<22} {distribution.text():<28} {shown}{distribution.why}")
+    if not declared:
+        lines.append("  (no method parameter is searched: only the student recipe)")
+    return "\n".join(lines)
 
 
 def cmd_protocols(args: argparse.Namespace) -> int:
@@ -161,7 +189,11 @@ def add_list_commands(commands: argparse._SubParsersAction) -> None:
     backbones.add_argument("pattern", nargs="?", default="*")
     backbones.set_defaults(handler=cmd_backbones)
 
-    methods = commands.add_parser("methods", help="list methods: family, needs, defaults, paper")
+    methods = commands.add_parser(
+        "methods",
+        help="list methods: family, needs, defaults, paper; NAME: one, with its search space",
+    )
+    methods.add_argument("name", nargs="?", help="one method, with its search space")
     methods.add_argument(
         "--format",
         choices=["text", "markdown", "json"],

@@ -39,6 +39,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         references=names(args.reference),
         errors=errors,
         by=names(args.by),
+        tuned=args.tuned,
     )
     print(text)
     return 0
@@ -141,6 +142,13 @@ def add_report_commands(commands: argparse._SubParsersAction) -> None:
         help="split the paired comparison and the rank uncertainty per value of these "
         "columns, comma-separated, from pair, teacher, student, protocol, e.g. --by pair for "
         "a test per pair (default: pooled over them)",
+    )
+    report.add_argument(
+        "--tuned",
+        action="store_true",
+        help="runs of a hyperparameter search (a suite's search:): rank each method's draw "
+        "with the best validation score under --selection, and write the fragility table and "
+        "sensitivity plot (default: the defaults' leaderboard)",
     )
     report.set_defaults(handler=cmd_report)
 

@@ -66,6 +66,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         else describe_workers(device, options)
     )
     selection = "source-val" if suite.source_validation else "last"
+    tuned = suite.search.select if suite.search else None
     plan = suite.seeds if isinstance(suite.seeds, SeedPlan) else None
     seeds = suite.first_seeds
     while True:
@@ -74,7 +75,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"records in {out}/, leaderboard in {results}/"
         )
         code, comparison = sweep_and_report(
-            expansion.specs, suite.evaluation, out, results, device, options, selection
+            expansion.specs, suite.evaluation, out, results, device, options, selection, tuned
         )
         more = None if plan is None or code else next_seed(plan, seeds, comparison)
         if more is None:
@@ -106,9 +107,17 @@ def next_seed(plan: SeedPlan, seeds: list[int], comparison: pd.DataFrame | None)
 
 
 def sweep_and_report(
-    specs, evaluation, out: Path, results: Path | None, device, options, selection
+    specs,
+    evaluation,
+    out: Path,
+    results: Path | None,
+    device,
+    options,
+    selection,
+    tuned_selection: str | None = None,
 ) -> tuple[int, pd.DataFrame | None]:
-    """Run the sweep, print what happened, write and print the leaderboard; (exit code, the
+    """Run the sweep, print what happened, write and print the leaderboard (and, for a
+    search, the tuned one under `tuned_selection` in results/tuned); (exit code, the
     report's comparison, None when nothing was reported)."""
     from benchmark.executors.sweep import run_sweep
     from benchmark.report.leaderboard import write_report
@@ -130,6 +139,11 @@ def sweep_and_report(
         report, text = write_report(records, results, command, selection=selection)
         comparison = report.comparison
         print(text)
+        if tuned_selection is not None:  # a search's tuned leaderboard beside the defaults'
+            _, text = write_report(
+                records, results / "tuned", command, selection=tuned_selection, tuned=True
+            )
+            print(text)
     return (1 if summary.failed or summary.not_retried else 0), comparison
 
 
@@ -172,8 +186,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for evaluation, specs in groups.values():
         settings = ", ".join(f"{f}={getattr(evaluation, f)}" for f in EVALUATION_FIELDS)
         print(f"evaluating {len(specs)} trained runs of {root} ({settings})")
+        searched = any(s.method.trial is not None for s in specs)
         done, _ = sweep_and_report(
-            specs, evaluation, root, results, device, options, args.selection
+            specs,
+            evaluation,
+            root,
+            results,
+            device,
+            options,
+            args.selection,
+            args.selection if searched else None,
         )
         code = max(code, done)
     if skipped:

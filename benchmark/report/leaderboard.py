@@ -23,7 +23,7 @@ import pandas as pd
 from benchmark.errors import XdkdError
 from benchmark.report.board import Board, floor_warnings, leaderboard
 from benchmark.report.claims import CLAIMS_FILE, judged, load_claims, render, sentence, write_claims
-from benchmark.report.plots import Plot, write_plots
+from benchmark.report.plots import Plot, save, sensitivity_plot, write_plots
 from benchmark.report.render import (
     board_html,
     board_latex,
@@ -53,6 +53,8 @@ from benchmark.report.stats import (
     summarise,
 )
 from benchmark.report.tidy import CELL, cell_of, records_table, severity_table
+from benchmark.report.tuning import Tuning, defaults_only, searched
+from benchmark.report.tuning import tuned as tuned_runs
 from benchmark.suite.config import REFERENCES
 from benchmark.suite.metrics import METRICS
 from benchmark.suite.selection import DEFAULT_RULE, RULES
@@ -86,6 +88,8 @@ class Report:
     summary: pd.DataFrame
     null: NullSpread  # what the A/A controls measured (n 0: none)
     claims: list = field(default_factory=list)  # (claim, its row, true?) from claims.yaml
+    search: Tuning | None = None  # which runs of a search this leaderboard ranks (or None)
+    fragility_caption: str = ""
 
     @property
     def title(self) -> str:
@@ -98,6 +102,16 @@ class Report:
     @property
     def shown_ranks(self) -> pd.DataFrame | None:
         return None if self.ranks.empty else ranks_text(self.ranks)
+
+    @property
+    def search_caption(self) -> str:
+        return self.search.caption if self.search else ""
+
+    @property
+    def shown_fragility(self) -> pd.DataFrame | None:
+        if self.search is None or self.search.fragility.empty:
+            return None
+        return fragility_text(self.search.fragility)
 
 
 def comparison_caption(
@@ -167,13 +181,17 @@ def write_report(
     references: tuple[str, ...] | list[str] = REFERENCES,
     errors: list[dict[str, Any]] | None = None,
     by: Sequence[str] = (),
+    tuned: bool = False,
 ) -> tuple[Report, str]:
     """Compute every table and plot, write them all under `out_dir`; return the report and
     its terminal text. `by` splits the paired comparison and the rank uncertainty (e.g. per
-    pair); the leaderboard has a column per pair either way."""
+    pair); the leaderboard has a column per pair either way. Runs of a hyperparameter
+    search: the defaults are ranked, or with `tuned` each method's chosen draw
+    (`benchmark.report.tuning`)."""
     unknown = [column for column in by if column not in SPLITS]
     if unknown:
         raise XdkdError(f"--by: '{unknown[0]}' is not one of {', '.join(SPLITS)}")
+    search, records, errors = search_runs(records, errors or [], selection, tuned)
     table = records_table(records, selection)
     trained = table[~table["reference"] | (table["family"] != "baseline")]
     if selection != "last" and len(trained) and trained["target_acc"].isna().all():
@@ -221,6 +239,14 @@ def write_report(
     severities = severity_table(records)
     severities = severities[severities["key"].isin(set(table["key"]))]
     plots, plot_notes = write_plots(table, severities, out_dir / "plots")
+    if search is not None and not search.fragility.empty:
+        search.fragility.to_csv(out_dir / "fragility.csv", index=False, float_format="%.4f")
+        figure = sensitivity_plot(search.draws)
+        if isinstance(figure, str):
+            plot_notes.append(f"plot 'sensitivity' skipped: {figure}")
+        else:
+            title = "Test accuracy against each searched hyperparameter"
+            plots.append(save(figure, "sensitivity", title, out_dir / "plots"))
     report = Report(
         table=table,
         board=board,
@@ -234,6 +260,10 @@ def write_report(
         summary=summary,
         null=null,
         claims=claims,
+        search=search,
+        fragility_caption=fragility_caption(search.fragility, selection)
+        if search is not None and not search.fragility.empty
+        else "",
     )
     (out_dir / "leaderboard.md").write_text(markdown_page(report, out_dir))
     metadata = report_metadata(everything, report, selection, list(references), command)
@@ -244,6 +274,60 @@ def write_report(
 
 
 METADATA_FILE = "report.json"
+
+
+def search_runs(
+    records: list[RunRecord], errors: list[dict[str, Any]], selection: str, tuned: bool
+) -> tuple[Tuning | None, list[RunRecord], list[dict[str, Any]]]:
+    """(what the search part of the report says, the records to rank, the failures to
+    list): unchanged without search draws; else the defaults, or each method's chosen draw.
+    The failures of draws are counted in the fragility table, not listed."""
+    if not searched(records):
+        if tuned:
+            raise XdkdError(
+                "--tuned: these runs hold no search draws; a suite's `search: {trials: 8}` "
+                "makes them (docs/tuning.md)"
+            )
+        return None, records, errors
+    defaults = [e for e in errors if not ((e.get("spec") or {}).get("method") or {}).get("trial")]
+    if not tuned:
+        search = defaults_only(records)
+        return search, search.records, defaults
+    test = records_table(records, selection).set_index("key")["target_acc"]
+    search = tuned_runs(records, errors, selection, test)
+    return search, search.records, defaults
+
+
+def fragility_text(fragility: pd.DataFrame) -> pd.DataFrame:
+    """The fragility table as shown: points with one decimal."""
+    shown = fragility[["method", "pair", "protocol", "draws"]].copy()
+    shown["draws"] = shown["draws"].astype(str)
+    for column, title in (
+        ("failed_share", "failed %"),
+        ("median", "median"),
+        ("iqr", "IQR"),
+        ("defaults", "defaults"),
+        ("chosen", "chosen"),
+        ("chosen_minus_defaults", "chosen − defaults"),
+        ("best_by_test", "best by test"),
+    ):
+        sign = column == "chosen_minus_defaults"
+        shown[title] = fragility[column].map(lambda v, sign=sign: number(v, sign=sign))
+    shown["chosen trial"] = fragility["chosen_trial"].astype(str)
+    shown["chosen values"] = fragility["chosen_values"]
+    return shown
+
+
+def fragility_caption(fragility: pd.DataFrame, selection: str) -> str:
+    draws = ", ".join(sorted({str(d) for d in fragility["draws"]}))
+    return (
+        f"Fragility over the search: {draws} draws per method and setting (the defaults as "
+        "trial 0 and random draws of its search space), each draw's target accuracy (%) the "
+        "mean over its seeds. median, IQR: over the draws; failed %: share of the search's "
+        f"runs that failed; chosen: the draw the selection rule ({RULES[selection].caption}) "
+        "picked on validation; best by test: the best draw by test accuracy (reads target "
+        "labels: described, never used to choose)."
+    )
 
 
 def report_metadata(
@@ -276,6 +360,12 @@ def report_metadata(
         "students": names("student"),
         "references": references,
         "null": report.null.caption if report.null is not None else None,
+        # runs of a search: which leaderboard this is ("defaults" or "tuned")
+        **(
+            {"search": "tuned" if report.shown_fragility is not None else "defaults"}
+            if report.search is not None
+            else {}
+        ),
         "caption": report.board.caption,
         "metrics": {
             name: {"label": m.label, "unit": m.unit, "scale": m.scale, "caption": m.caption}
@@ -294,10 +384,15 @@ def footer_line(table: pd.DataFrame, command: str) -> str:
 
 def markdown_page(report: Report, out_dir: Path) -> str:
     """The Markdown report; plots are linked relative to it, so keep the directory whole."""
-    parts = [f"# {report.title}", report.board.caption, markdown(report.board)]
+    parts = [f"# {report.title}", *filter(None, [report.search_caption]), report.board.caption]
+    parts.append(markdown(report.board))
     intervals = intervals_text(report.board)
     parts += [intervals] if intervals else []
     parts += ["\n".join(f"- {note}" for note in report.notes)] if report.notes else []
+    fragility = report.shown_fragility
+    if fragility is not None:
+        parts += ["## Fragility over the search", report.fragility_caption]
+        parts.append(fragility.to_markdown(index=False, disable_numparse=True))
     shown = report.shown_comparison
     if shown is not None:
         parts += ["## Paired comparison", report.comparison_caption]
@@ -322,6 +417,9 @@ def latex_page(report: Report) -> str:
     ranks = report.shown_ranks
     if ranks is not None:
         tex += "\n" + latex(ranks, report.ranks_caption, "tab:xdkd-ranks", left=labels(ranks))
+    fragility = report.shown_fragility
+    if fragility is not None:
+        tex += "\n" + latex(fragility, report.fragility_caption, "tab:xdkd-fragility", left=3)
     return tex
 
 
@@ -329,7 +427,9 @@ def html_page(report: Report) -> str:
     """One self-contained page: styles inline, plots as base64 PNG, no external files."""
     body = [f"<h1>{html.escape(report.title)}</h1>"]
     body += [f"<p class='meta'>{html.escape(report.footer)}</p>"]
-    body += ["<h2>Leaderboard</h2>", board_html(report.board)]
+    body += ["<h2>Leaderboard</h2>"]
+    body += [f"<p>{html.escape(report.search_caption)}</p>"] if report.search_caption else []
+    body.append(board_html(report.board))
     if report.notes:
         items = "".join(f"<li>{html.escape(note)}</li>" for note in report.notes)
         body.append(f"<ul class='notes'>{items}</ul>")
@@ -341,6 +441,10 @@ def html_page(report: Report) -> str:
     if ranks is not None:
         ranking = html_table(ranks, report.ranks_caption, labels(ranks))
         body += ["<h2>Rank uncertainty</h2>", ranking]
+    fragility = report.shown_fragility
+    if fragility is not None:
+        shown = html_table(fragility, report.fragility_caption, 3)
+        body += ["<h2>Fragility over the search</h2>", shown]
     body += ["<h2>Per cell</h2>", cell_details(report.summary)]
     if report.plots:
         body.append("<h2>Plots</h2>")
@@ -371,13 +475,17 @@ def cell_details(summary: pd.DataFrame) -> str:
 
 
 def terminal_text(report: Report, out_dir: Path) -> str:
-    parts = [terminal(report.board)]
+    parts = [textwrap.fill(report.search_caption, 100)] if report.search_caption else []
+    parts.append(terminal(report.board))
     intervals = intervals_text(report.board)
     parts += [textwrap.fill(intervals, 100)] if intervals else []
     parts.append(textwrap.fill(report.board.caption + " (* = best)", 100))
     shown = report.shown_comparison
     if shown is not None:
         parts += ["paired comparison (points):", shown.to_string(index=False)]
+    fragility = report.shown_fragility
+    if fragility is not None:
+        parts += ["fragility over the search (points):", fragility.to_string(index=False)]
     parts += [f"note: {note}" for note in report.notes]
     parts.append(f"report: {out_dir / 'index.html'}")
     return "\n".join(parts)

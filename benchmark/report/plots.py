@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 from benchmark.report.stats import logit, logit_fit
 
@@ -184,12 +185,58 @@ def write_plots(
             for suffix in ("png", "pdf"):
                 (out_dir / f"{name}.{suffix}").unlink(missing_ok=True)
             continue
-        figure.suptitle(title)
-        figure.savefig(out_dir / f"{name}.png", dpi=120)
-        # no creation date: a remade report is byte-identical
-        figure.savefig(out_dir / f"{name}.pdf", dpi=120, metadata={"CreationDate": None})
-        plots.append(Plot(name, title, out_dir / f"{name}.png"))
+        plots.append(save(figure, name, title, out_dir))
     return plots, notes
+
+
+def save(figure: Figure, name: str, title: str, out_dir: Path) -> Plot:
+    """PNG and PDF of `figure` under `out_dir`; no creation date, so a remade report is
+    byte-identical."""
+    figure.suptitle(title)
+    figure.savefig(out_dir / f"{name}.png", dpi=120)
+    figure.savefig(out_dir / f"{name}.pdf", dpi=120, metadata={"CreationDate": None})
+    return Plot(name, title, out_dir / f"{name}.png")
+
+
+def searched_parameters(values: pd.Series) -> list[str]:
+    """The numeric parameters whose value differs between a method's draws."""
+    frame = pd.DataFrame(list(values))
+    numeric = [c for c in frame if all(isinstance(v, int | float) for v in frame[c].dropna())]
+    return [c for c in numeric if frame[c].nunique() > 1]
+
+
+def sensitivity_plot(draws: pd.DataFrame) -> Figure | str:
+    """Test accuracy (%, mean over seeds) of every draw of a search against each searched
+    parameter, a row per method and setting (a paper appendix's sensitivity figure); the
+    defaults are a star, the draw the selection rule chose a ring. Log axis for a range of
+    more than a decade."""
+    cells = [(cell, group) for cell, group in draws.groupby(["method", "pair"]) if len(group) > 1]
+    if not cells:
+        return "no method has more than one draw"
+    columns = max(len(searched_parameters(group["values"])) for _, group in cells) or 1
+    figure = Figure(figsize=(3.2 * columns, 2.4 * len(cells)), layout="constrained")
+    axes = figure.subplots(len(cells), columns, squeeze=False)
+    for row, ((method, pair), group) in enumerate(cells):
+        values = pd.DataFrame(list(group["values"]), index=group.index)
+        names = searched_parameters(group["values"])
+        for column in range(columns):
+            ax = axes[row][column]
+            if column >= len(names):
+                ax.set_axis_off()
+                continue
+            name, test = names[column], group["test"] * 100
+            x = values[name].astype(float)
+            ax.scatter(x, test, s=14, color="tab:blue")
+            for mask, marker in ((group["trial"] == 0, "*"), (group["chosen"], "o")):
+                ax.scatter(
+                    x[mask], test[mask], s=90, marker=marker, facecolors="none", edgecolors="black"
+                )
+            if (x > 0).all() and x.max() / x.min() > 10:
+                ax.set_xscale("log")
+                ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.set(xlabel=name, ylabel=f"{method}\n{pair}" if column == 0 else "")
+            ax.grid(alpha=0.3)
+    return figure
 
 
 def scaling_plot(table: pd.DataFrame) -> Figure:

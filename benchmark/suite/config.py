@@ -31,6 +31,7 @@ from pydantic import (
 
 from benchmark.registry import unknown_name_message
 from benchmark.suite.protocols import PROTOCOLS, protocol_label
+from benchmark.suite.selection import RULES
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 SAFE_NAME_RULE = "letters, digits, '.', '_' and '-', starting with a letter or digit"
@@ -212,6 +213,39 @@ class SeedPlan(Strict):
         return self
 
 
+class SearchPlan(Strict):
+    """`search: {trials: 8, seed: 0, select: source-val}`: for each method and setting,
+    `trials` draws from the method's search space (and, with `recipe`, the student's learning
+    rate and weight decay), each trained with the suite's seeds, beside the defaults as trial
+    0 (DomainBed's random search, Gulrajani & Lopez-Paz 2021). `spaces` adds or replaces
+    distributions per method (`{kd: {temperature: {log_uniform: [1, 8]}}}`); a method's
+    parameters fixed in its `params` are not searched. `select`: the rule that picks each
+    method's draw in the tuned report (`benchmark.suite.selection`)."""
+
+    trials: int
+    seed: int = 0
+    select: str = "source-val"
+    recipe: bool = True
+    spaces: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @field_validator("trials")
+    @classmethod
+    def some_trials(cls, trials: int) -> int:
+        if trials < 1:
+            raise ValueError(
+                f"trials is {trials}: a search needs at least one draw beside the defaults; "
+                "give trials: 8, or remove search"
+            )
+        return trials
+
+    @field_validator("select")
+    @classmethod
+    def known_rule(cls, select: str) -> str:
+        if select not in RULES:
+            raise ValueError(unknown_name_message("selection rule", select, list(RULES)))
+        return select
+
+
 # a list of seeds, or a plan that adds seeds by need (tagged so an error names which it read)
 Seeds = Annotated[
     Annotated[list[int], Field(min_length=1), Tag("list")] | Annotated[SeedPlan, Tag("plan")],
@@ -232,15 +266,18 @@ class MethodSpec(Strict):
     grid: dict[str, Any] | None = None  # filled in by expansion: the run's cell of `Suite.grid`
     # filled in by expansion for an A/A control: the run's data-order stream (its own is 0)
     stream: int | None = Field(None, ge=1)
+    # filled in by expansion for a draw of the suite's `search` (the defaults are trial 0)
+    trial: int | None = Field(None, ge=1)
 
     @model_serializer(mode="wrap")
     def _optional_when_set(self, handler: Any) -> dict[str, Any]:
-        """`plugin` (plug-in methods), `grid` (runs of a suite's grid) and `stream` (A/A
-        controls) are written only when set, so every other run keeps the key it had before
-        the fields existed; a grid cell or a stream is hashed into its key, so no two cells
-        of a grid, and no control and its original, share a run."""
+        """`plugin` (plug-in methods), `grid` (runs of a suite's grid), `stream` (A/A
+        controls) and `trial` (search draws) are written only when set, so every other run
+        keeps the key it had before the fields existed; a grid cell, a stream or a trial is
+        hashed into its key, so no two cells of a grid, no control and its original, and no
+        two draws share a run."""
         data = handler(self)
-        for name in ("plugin", "grid", "stream"):
+        for name in ("plugin", "grid", "stream", "trial"):
             if getattr(self, name) is None:
                 data.pop(name, None)
         return data
@@ -272,9 +309,11 @@ class MethodSpec(Strict):
     @property
     def row(self) -> str:
         """The method's row in tables; a grid cell's values follow it in brackets
-        (`kd [augment=mixup, optimizer=sgd]`), so the cells of a grid are rows apart."""
+        (`kd [augment=mixup, optimizer=sgd]`), so the cells of a grid are rows apart, and so
+        does a search draw's trial (`kd [trial 3]`) until a tuned report picks it."""
         name = self.label or self.name
         name = f"{name} [{grid_label(self.grid)}]" if self.grid else name
+        name = f"{name} [trial {self.trial}]" if self.trial is not None else name
         return f"{name} {CONTROL_MARK}" if self.stream is not None else name
 
 
@@ -428,7 +467,7 @@ class EvalSpec(Strict):
 
 
 EVALUATION_FIELDS = tuple(EvalSpec.model_fields)
-GRID_EXCLUDED = ("name", "description", "grid", "controls")
+GRID_EXCLUDED = ("name", "description", "grid", "controls", "search")
 
 
 class Suite(Strict):
@@ -457,6 +496,7 @@ class Suite(Strict):
     heldout: list[str] | None = None
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     controls: list[ControlSpec] = Field(default_factory=list)
+    search: SearchPlan | None = None
 
     @field_validator("name")
     @classmethod

@@ -25,9 +25,18 @@ from pydantic import ValidationError
 
 from benchmark.errors import XdkdError
 from benchmark.suite.catalogue import Catalogue
-from benchmark.suite.config import REFERENCES, MethodSpec, ProtocolSpec, SeedPlan, Suite, grid_label
+from benchmark.suite.config import (
+    REFERENCES,
+    MethodSpec,
+    ProtocolSpec,
+    SeedPlan,
+    Suite,
+    grid_label,
+    parameter_problem,
+)
 from benchmark.suite.families import domain_info
 from benchmark.suite.protocols import PROTOCOLS, Grants, Needs, grants, unmet
+from benchmark.suite.search import RECIPE_SPACE, Distribution, draw, parse, problem
 from benchmark.suite.specs import RunSpec, Setting
 from benchmark.suite.yaml_text import Location, first_problem, set_value
 
@@ -99,6 +108,7 @@ def check_suite(suite: Suite, known: Catalogue) -> None:
                 f"({', '.join(rows)}); name one of them",
             )
     _check_seed_plan(suite, rows)
+    _check_search(suite, known)
     _check_domains(suite)
     settings_of_suite(suite)  # every pair and task set fits a protocol
     expand_runs(suite, known)  # every method fits a setting
@@ -126,6 +136,107 @@ def _check_seed_plan(suite: Suite, rows: list[str]) -> None:
                 f"'{named}' is not one of the suite's methods it can compare "
                 f"({', '.join(allowed)}); name one of them",
             )
+
+
+def _check_search(suite: Suite, known: Catalogue) -> None:
+    """A search names the suite's methods and their parameters, with distributions that can
+    be sampled for them; the methods' own declared spaces are checked too (a plug-in's)."""
+    plan = suite.search
+    if plan is None:
+        return
+    if suite.grid:
+        raise SuiteProblem(("search",), "search and grid together: give one of them per suite")
+    if isinstance(suite.seeds, SeedPlan):
+        raise SuiteProblem(("search",), "search needs seeds as a list, not a plan that adds seeds")
+    names = {m.row: m.name for m in suite.methods} | {m.name: m.name for m in suite.methods}
+    for method, space in plan.spaces.items():
+        if method not in names:
+            raise SuiteProblem(
+                ("search", "spaces", method),
+                f"'{method}' is not one of the suite's methods ({', '.join(names)}); name one",
+            )
+        if not isinstance(space, dict):
+            raise SuiteProblem(
+                ("search", "spaces", method),
+                f"method '{method}': give parameter: distribution, e.g. "
+                "{temperature: {log_uniform: [1, 8]}}",
+            )
+        defaults = known.methods[names[method]].defaults
+        for parameter, raw in space.items():
+            location = ("search", "spaces", method, parameter)
+            if parameter not in defaults:
+                raise SuiteProblem(
+                    location, parameter_problem(names[method], parameter, None, defaults) or ""
+                )
+            try:
+                distribution = parse(raw)
+            except ValueError as error:
+                raise SuiteProblem(location, f"method '{method}', {parameter}: {error}") from None
+            why = problem(distribution, defaults[parameter])
+            if why:
+                raise SuiteProblem(location, f"method '{method}', {parameter}: {why}")
+    for method in suite.methods:
+        card = known.methods[method.name]
+        for parameter, distribution in card.search_space().items():
+            why = (
+                f"has no parameter '{parameter}'"
+                if parameter not in card.defaults
+                else problem(distribution, card.defaults[parameter])
+            )
+            if why:
+                raise SuiteProblem(
+                    ("search",),
+                    f"method '{method.name}' declares a search over {parameter} that cannot be "
+                    f"used: {why}; fix its `search` or replace it under search.spaces",
+                )
+
+
+def search_space(suite: Suite, method: MethodSpec, known: Catalogue) -> dict[str, Distribution]:
+    """What a search draws for `method`: its declared space, the suite's replacements
+    (`search.spaces`, by row or name), less the parameters its `params` fix; with the recipe,
+    the student's learning rate and weight decay as `recipe.lr`, `recipe.weight_decay`."""
+    plan = suite.search
+    card = known.methods[method.name]
+    if plan is None or not card.trains_student:
+        return {}
+    replaced = {**plan.spaces.get(method.name, {}), **plan.spaces.get(method.row, {})}
+    space = card.search_space() | {name: parse(raw) for name, raw in replaced.items()}
+    space = {name: d for name, d in space.items() if name not in method.params}
+    if plan.recipe:
+        space |= {f"{RECIPE}{name}": d for name, d in RECIPE_SPACE.items()}
+    return space
+
+
+RECIPE = "recipe."  # a search parameter of the student recipe, not of the method
+
+
+def _search_runs(suite: Suite, known: Catalogue, specs: list[RunSpec]) -> list[RunSpec]:
+    """Trials 1..N of every run of `specs` whose method has something to search: the method's
+    parameters and the student recipe set to the trial's draw (seeded by method row, setting
+    and trial, so every seed, teacher and student of a trial share its values)."""
+    plan = suite.search
+    if plan is None:
+        return []
+    spaces = {m.row: search_space(suite, m, known) for m in suite.methods}
+    runs = []
+    for spec in specs:
+        space = spaces.get(spec.method.row)
+        for trial in range(1, plan.trials + 1) if space else ():
+            values = draw(space, plan.seed, spec.method.row, spec.setting.label, trial)
+            recipe = {k.removeprefix(RECIPE): v for k, v in values.items() if k.startswith(RECIPE)}
+            params = {k: v for k, v in values.items() if not k.startswith(RECIPE)}
+            method = spec.method.model_copy(
+                update={"params": {**spec.method.params, **params}, "trial": trial}
+            )
+            runs.append(
+                spec.model_copy(
+                    update={
+                        "method": method,
+                        "student_recipe": spec.student_recipe.model_copy(update=recipe),
+                    }
+                )
+            )
+    return runs
 
 
 def _family(domain: str, location: Location) -> str:
@@ -336,8 +447,9 @@ def expand_runs(suite: Suite, known: Catalogue) -> Expansion:
         for spec in expansion.specs
         if spec.method.row.partition(" [")[0] == controlled_method(suite, control.method)
     ]
+    trials = _search_runs(suite, known, expansion.specs)
     specs = sorted(
-        [*expansion.specs, *controls],
+        [*expansion.specs, *controls, *trials],
         key=lambda s: (s.seed, [t.key for t in s.teacher_specs], s.setting.label),
     )
     return Expansion(specs, expansion.notes)

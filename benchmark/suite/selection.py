@@ -33,6 +33,19 @@ class SelectionRule:
         target = max(values) if self.best == "max" else min(values)
         return values.index(target) + 1
 
+    @property
+    def scored_curve(self) -> str:
+        """The curve a search's draws are compared on: the rule's own, and for `last`
+        (no curve) source validation at the last epoch."""
+        return self.curve or "source_val_acc"
+
+    def score(self, curves: dict[str, list[float]]) -> float:
+        """The validation value at this rule's chosen epoch (NaN without one): what picks a
+        search's draw (DomainBed: the same rule chooses the epoch and the hyperparameters)."""
+        epoch = self.choose(curves)
+        values = curves.get(self.scored_curve, [])
+        return values[epoch - 1] if epoch and len(values) >= epoch else float("nan")
+
 
 RULES: dict[str, SelectionRule] = {
     rule.name: rule
