@@ -284,3 +284,18 @@ def test_draws_are_spread_over_a_log_range() -> None:
     values = [log_uniform(0.01, 100.0).sample(random.Random(seed)) for seed in range(400)]
     below_one = sum(v < 1 for v in values) / len(values)
     assert 0.4 < below_one < 0.6  # log-uniform: half the draws below the geometric middle
+
+
+def test_claims_about_the_tuned_leaderboard_are_not_judged_on_the_defaults(
+    searched: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    claims = {
+        "tuned": True,
+        "claims": [{"method": "kd", "against": "source_only", "verdict": "above"}],
+    }
+    (tmp_path / "claims.yaml").write_text(yaml.safe_dump(claims))
+    argv = ["report", str(searched / "runs"), "--out", str(tmp_path)]
+    assert main(argv) == 2
+    assert "claims are about the tuned leaderboard: add --tuned" in capsys.readouterr().err
+    assert main([*argv, "--tuned"]) == 0
+    assert "`kd` against `source_only`" in (tmp_path / "README.md").read_text()

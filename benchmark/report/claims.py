@@ -44,6 +44,9 @@ class Claims(BaseModel):
     claims: list[Claim] = Field(min_length=1)
     by: list[str] = Field(default_factory=list)  # the report's --by, where the claims split
     references: list[str] | None = None  # the report's --reference, where not kd, source_only
+    # claims about a search's tuned leaderboard (`xdkd report --tuned`), whose folder sits
+    # inside the suite's (results/SUITE/tuned) and reads the suite's records
+    tuned: bool = False
 
 
 def load_claims(path: Path) -> Claims:

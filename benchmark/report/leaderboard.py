@@ -233,6 +233,13 @@ def write_report(
     claims = []
     if (out_dir / CLAIMS_FILE).is_file():  # the folder's README claims, rendered from here
         asserted = load_claims(out_dir / CLAIMS_FILE)
+        if asserted.tuned != tuned:
+            fix = (
+                "its claims are about the tuned leaderboard: add --tuned"
+                if asserted.tuned
+                else "its claims are about the defaults' leaderboard: leave out --tuned"
+            )
+            raise XdkdError(f"{out_dir / CLAIMS_FILE}: {fix}, or give another --out")
         claims = judged(compared, asserted)
         write_claims(out_dir / "README.md", render(compared, asserted, null.caption))
         notes += [f"claim false: {sentence(*entry)[2:]}" for entry in claims if not entry[2]]
