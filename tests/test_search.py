@@ -181,7 +181,7 @@ def searched(tmp_path_factory: pytest.TempPathFactory, tiny_suite_module, domain
     """The tiny suite with source_only and kd, one seed, a search of 2 trials, run whole."""
     path = tiny_suite_module(
         methods=["source_only", "kd"],
-        seeds=[0, 1],
+        seeds=[0],
         corruptions=[],
         search={"trials": TRIALS, "seed": 0},
     )
@@ -191,11 +191,12 @@ def searched(tmp_path_factory: pytest.TempPathFactory, tiny_suite_module, domain
     return out
 
 
+@pytest.mark.long
 def test_a_search_reports_the_defaults_and_the_tuned_leaderboards(searched: Path) -> None:
     defaults = json.loads((searched / "results" / "report.json").read_text())
     tuned_board = json.loads((searched / "results" / "tuned" / "report.json").read_text())
     assert defaults["search"] == "defaults" and tuned_board["search"] == "tuned"
-    assert defaults["runs"] == tuned_board["runs"] == 4  # 2 methods x 2 seeds, one draw each
+    assert defaults["runs"] == tuned_board["runs"] == 2  # 2 methods, one draw each
     assert "Defaults' leaderboard" in (searched / "results" / "leaderboard.md").read_text()
     page = (searched / "results" / "tuned" / "leaderboard.md").read_text()
     assert "Tuned leaderboard" in page and "Fragility over the search" in page
@@ -208,7 +209,7 @@ def test_the_tuned_choice_reads_validation_never_target_labels(searched: Path) -
     records, errors = load_runs(searched / "runs")
     test = records_table(records).set_index("key")["target_acc"]
     chosen = {r.key for r in tuned(records, errors, "source-val", test).records}
-    assert len(chosen) == 4 and chosen != {r.key for r in defaults_only(records).records}
+    assert len(chosen) == 2 and chosen != {r.key for r in defaults_only(records).records}
     # a draw the choice passed over gets perfect target labels: under source-val (and with
     # every run's test accuracy reversed) nothing moves; under the flagged oracle it wins
     kd_chosen = {
@@ -227,7 +228,6 @@ def test_the_tuned_choice_reads_validation_never_target_labels(searched: Path) -
     again = tuned(changed, errors, "source-val", reversed_test)
     assert {r.key for r in again.records} == chosen
     oracle = tuned(changed, errors, "oracle", test).records
-    assert {r.spec.seed for r in oracle if r.spec.method.name == "kd"} == {0, 1}
     boosted_keys = {
         r.key for r in records if r.spec.method.name == "kd" and (r.spec.method.trial or 0) == boost
     }
@@ -248,7 +248,7 @@ def test_report_tuned_without_search_draws_says_what_makes_them(
 def test_a_search_killed_mid_sweep_resumes_and_keeps_what_was_recorded(
     tiny_suite, tmp_path: Path, capsys
 ) -> None:
-    path = tiny_suite(methods=["kd"], corruptions=[], search={"trials": 3})
+    path = tiny_suite(methods=["kd"], corruptions=[], search={"trials": 2})
     out = tmp_path / "out"
     run = run_to_kill(path, out)
     deadline = time.monotonic() + 300
@@ -257,18 +257,14 @@ def test_a_search_killed_mid_sweep_resumes_and_keeps_what_was_recorded(
     run.send_signal(signal.SIGKILL)
     run.wait()
     kept = {p: p.read_bytes() for p in out.glob("runs/*/record.json")}
-    assert 1 <= len(kept) < 5, "the sweep was not killed midway"
+    assert 1 <= len(kept) < 3, "the sweep was not killed midway"
     capsys.readouterr()
     run_here(path, out)
     assert f"{len(kept)} already recorded" in capsys.readouterr().out
     assert all(p.read_bytes() == data for p, data in kept.items())
     records, _ = load_runs(out / "runs")
-    assert sorted(r.spec.method.trial or 0 for r in records if r.spec.method.name == "kd") == [
-        0,
-        1,
-        2,
-        3,
-    ]
+    trials = sorted(r.spec.method.trial or 0 for r in records if r.spec.method.name == "kd")
+    assert trials == [0, 1, 2]
     assert (out / "results" / "tuned" / "leaderboard.md").is_file()
 
 
