@@ -116,6 +116,29 @@ def test_trackers_change_no_number(tracked, tiny_sweep):
     assert with_trackers.per_domain == without.per_domain
 
 
+@pytest.mark.long
+def test_each_member_of_a_cohort_logs_to_its_own_tracker_run(tiny_suite, tmp_path, domain_cache):
+    """Runs trained together as a cohort each get their own TensorBoard run, with their own
+    loss terms only (kd's `kd` term is not in source_only's run) and their own final metrics."""
+    from benchmark.cli import main
+
+    suite = tiny_suite(methods=["source_only", "kd"], corruptions=[])
+    argv = ["run", str(suite), "--out", str(tmp_path / "runs"), "--workers", "0"]
+    argv += ["--no-progress", "--device", "cpu", "--cohort-size", "2", "--log", "tensorboard"]
+    with pytest.MonkeyPatch.context() as patch:  # main sets XDKD_LOG: later tests must not log
+        patch.delenv("XDKD_LOG", raising=False)
+        assert main([*argv, "--results", str(tmp_path / "results")]) == 0
+    records = {r.spec.method.name: r for r in RunStore(tmp_path / "runs").records()}
+    assert all(records[m].training["cohort"]["size"] == 2 for m in ("source_only", "kd"))
+    for method, own, other in (("kd", "train/kd", None), ("source_only", "train/ce", "train/kd")):
+        record = records[method]
+        run = scalars(tmp_path / "runs" / "logs" / "tensorboard" / record.key)
+        assert [step for step, _ in run[own]] == logged_steps(record)
+        assert other not in run
+        steps = record.training["steps"]
+        assert run["final/target_acc"] == [(steps, pytest.approx(record.metrics["target_acc"]))]
+
+
 def test_names_are_comma_separated_and_none_opens_a_tracker_that_writes_nothing(tmp_path):
     assert parse_tracker_names(" tensorboard,mlflow,tensorboard ", "--log ") == [
         "tensorboard",
