@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import random
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
-from test_resume import run_here, run_to_kill
 
 from benchmark.cli import main
 from benchmark.errors import XdkdError
@@ -176,9 +179,16 @@ def test_a_plug_in_space_that_cannot_be_sampled_is_refused_before_training() -> 
 TRIALS = 2
 
 
+@dataclasses.dataclass
+class Searched:
+    root: Path  # runs/ and results/ of the finished search
+    kept: dict[Path, bytes]  # the records written before the kill, as they were
+
+
 @pytest.fixture(scope="module")
-def searched(tmp_path_factory: pytest.TempPathFactory, tiny_suite_module, domain_cache) -> Path:
-    """The tiny suite with source_only and kd, one seed, a search of 2 trials, run whole."""
+def searched(tmp_path_factory: pytest.TempPathFactory, tiny_suite_module, domain_cache) -> Searched:
+    """The tiny suite with source_only and kd, one seed, a search of 2 trials: killed with
+    SIGKILL once its first record is written, then run again to the end."""
     path = tiny_suite_module(
         methods=["source_only", "kd"],
         seeds=[0],
@@ -187,26 +197,36 @@ def searched(tmp_path_factory: pytest.TempPathFactory, tiny_suite_module, domain
     )
     out = tmp_path_factory.mktemp("searched")
     argv = ["run", str(path), "--out", str(out / "runs"), "--results", str(out / "results")]
-    assert main([*argv, "--device", "cpu", "--no-progress", "--workers", "0"]) == 0
-    return out
+    argv += ["--device", "cpu", "--no-progress", "--workers", "0"]
+    command = [sys.executable, "-m", "benchmark.cli", *argv]
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.monotonic() + 300
+    while not list(out.glob("runs/runs/*/record.json")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    kept = {p: p.read_bytes() for p in out.glob("runs/runs/*/record.json")}
+    assert main(argv) == 0
+    return Searched(out, kept)
 
 
 @pytest.mark.long
-def test_a_search_reports_the_defaults_and_the_tuned_leaderboards(searched: Path) -> None:
-    defaults = json.loads((searched / "results" / "report.json").read_text())
-    tuned_board = json.loads((searched / "results" / "tuned" / "report.json").read_text())
+def test_a_search_reports_the_defaults_and_the_tuned_leaderboards(searched: Searched) -> None:
+    defaults = json.loads((searched.root / "results" / "report.json").read_text())
+    tuned_board = json.loads((searched.root / "results" / "tuned" / "report.json").read_text())
     assert defaults["search"] == "defaults" and tuned_board["search"] == "tuned"
     assert defaults["runs"] == tuned_board["runs"] == 2  # 2 methods, one draw each
-    assert "Defaults' leaderboard" in (searched / "results" / "leaderboard.md").read_text()
-    page = (searched / "results" / "tuned" / "leaderboard.md").read_text()
+    assert "Defaults' leaderboard" in (searched.root / "results" / "leaderboard.md").read_text()
+    page = (searched.root / "results" / "tuned" / "leaderboard.md").read_text()
     assert "Tuned leaderboard" in page and "Fragility over the search" in page
-    assert (searched / "results" / "tuned" / "plots" / "sensitivity.png").is_file()
-    fragility = (searched / "results" / "tuned" / "fragility.csv").read_text().splitlines()
+    assert (searched.root / "results" / "tuned" / "plots" / "sensitivity.png").is_file()
+    fragility = (searched.root / "results" / "tuned" / "fragility.csv").read_text().splitlines()
     assert len(fragility) == 3 and fragility[0].startswith("method,pair")
 
 
-def test_the_tuned_choice_reads_validation_never_target_labels(searched: Path) -> None:
-    records, errors = load_runs(searched / "runs")
+def test_the_tuned_choice_reads_validation_never_target_labels(searched: Searched) -> None:
+    records, errors = load_runs(searched.root / "runs")
     test = records_table(records).set_index("key")["target_acc"]
     chosen = {r.key for r in tuned(records, errors, "source-val", test).records}
     assert len(chosen) == 2 and chosen != {r.key for r in defaults_only(records).records}
@@ -244,28 +264,13 @@ def test_report_tuned_without_search_draws_says_what_makes_them(
     assert "\n" not in error
 
 
-@pytest.mark.long
-def test_a_search_killed_mid_sweep_resumes_and_keeps_what_was_recorded(
-    tiny_suite, tmp_path: Path, capsys
-) -> None:
-    path = tiny_suite(methods=["kd"], corruptions=[], search={"trials": 2})
-    out = tmp_path / "out"
-    run = run_to_kill(path, out)
-    deadline = time.monotonic() + 300
-    while not list(out.glob("runs/*/record.json")) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    run.send_signal(signal.SIGKILL)
-    run.wait()
-    kept = {p: p.read_bytes() for p in out.glob("runs/*/record.json")}
-    assert 1 <= len(kept) < 3, "the sweep was not killed midway"
-    capsys.readouterr()
-    run_here(path, out)
-    assert f"{len(kept)} already recorded" in capsys.readouterr().out
-    assert all(p.read_bytes() == data for p, data in kept.items())
-    records, _ = load_runs(out / "runs")
+def test_a_search_killed_mid_sweep_resumes_and_keeps_what_was_recorded(searched: Searched):
+    assert 1 <= len(searched.kept) < 2 * (TRIALS + 1), "the sweep was not killed midway"
+    assert all(p.read_bytes() == data for p, data in searched.kept.items())
+    records, errors = load_runs(searched.root / "runs")
+    assert not errors
     trials = sorted(r.spec.method.trial or 0 for r in records if r.spec.method.name == "kd")
-    assert trials == [0, 1, 2]
-    assert (out / "results" / "tuned" / "leaderboard.md").is_file()
+    assert trials == list(range(TRIALS + 1))
 
 
 def test_xdkd_methods_name_prints_its_search_space(capsys) -> None:
@@ -283,14 +288,14 @@ def test_draws_are_spread_over_a_log_range() -> None:
 
 
 def test_claims_about_the_tuned_leaderboard_are_not_judged_on_the_defaults(
-    searched: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    searched: Searched, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     claims = {
         "tuned": True,
         "claims": [{"method": "kd", "against": "source_only", "verdict": "above"}],
     }
     (tmp_path / "claims.yaml").write_text(yaml.safe_dump(claims))
-    argv = ["report", str(searched / "runs"), "--out", str(tmp_path)]
+    argv = ["report", str(searched.root / "runs"), "--out", str(tmp_path)]
     assert main(argv) == 2
     assert "claims are about the tuned leaderboard: add --tuned" in capsys.readouterr().err
     assert main([*argv, "--tuned"]) == 0
