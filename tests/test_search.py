@@ -194,6 +194,7 @@ def searched(tmp_path_factory: pytest.TempPathFactory, tiny_suite_module, domain
         seeds=[0],
         corruptions=[],
         search={"trials": TRIALS, "seed": 0},
+        controls=["aa"],
     )
     out = tmp_path_factory.mktemp("searched")
     argv = ["run", str(path), "--out", str(out / "runs"), "--results", str(out / "results")]
@@ -216,6 +217,8 @@ def test_a_search_reports_the_defaults_and_the_tuned_leaderboards(searched: Sear
     defaults = json.loads((searched.root / "results" / "report.json").read_text())
     tuned_board = json.loads((searched.root / "results" / "tuned" / "report.json").read_text())
     assert defaults["search"] == "defaults" and tuned_board["search"] == "tuned"
+    # the null spread is the A/A control against the defaults' run it repeats, in both
+    assert defaults["null"] == tuned_board["null"] and "of 1 A/A" in defaults["null"]
     assert defaults["runs"] == tuned_board["runs"] == 2  # 2 methods, one draw each
     assert "Defaults' leaderboard" in (searched.root / "results" / "leaderboard.md").read_text()
     page = (searched.root / "results" / "tuned" / "leaderboard.md").read_text()
@@ -228,7 +231,11 @@ def test_a_search_reports_the_defaults_and_the_tuned_leaderboards(searched: Sear
 def test_the_tuned_choice_reads_validation_never_target_labels(searched: Searched) -> None:
     records, errors = load_runs(searched.root / "runs")
     test = records_table(records).set_index("key")["target_acc"]
-    chosen = {r.key for r in tuned(records, errors, "source-val", test).records}
+    chosen = {
+        r.key
+        for r in tuned(records, errors, "source-val", test).records
+        if not r.spec.method.stream
+    }
     assert len(chosen) == 2 and chosen != {r.key for r in defaults_only(records).records}
     # a draw the choice passed over gets perfect target labels: under source-val (and with
     # every run's test accuracy reversed) nothing moves; under the flagged oracle it wins
@@ -246,12 +253,18 @@ def test_the_tuned_choice_reads_validation_never_target_labels(searched: Searche
     changed = [boosted(r) for r in records]
     reversed_test = 1 - test
     again = tuned(changed, errors, "source-val", reversed_test)
-    assert {r.key for r in again.records} == chosen
+    assert {r.key for r in again.records if not r.spec.method.stream} == chosen
     oracle = tuned(changed, errors, "oracle", test).records
     boosted_keys = {
-        r.key for r in records if r.spec.method.name == "kd" and (r.spec.method.trial or 0) == boost
+        r.key
+        for r in records
+        if r.spec.method.name == "kd"
+        and (r.spec.method.trial or 0) == boost
+        and not r.spec.method.stream
     }
-    assert {r.key for r in oracle if r.spec.method.name == "kd"} == boosted_keys
+    assert {r.key for r in oracle if r.spec.method.name == "kd" and not r.spec.method.stream} == (
+        boosted_keys
+    )
 
 
 def test_report_tuned_without_search_draws_says_what_makes_them(
@@ -265,12 +278,12 @@ def test_report_tuned_without_search_draws_says_what_makes_them(
 
 
 def test_a_search_killed_mid_sweep_resumes_and_keeps_what_was_recorded(searched: Searched):
-    assert 1 <= len(searched.kept) < 2 * (TRIALS + 1), "the sweep was not killed midway"
+    assert 1 <= len(searched.kept) < 2 * (TRIALS + 1) + 1, "the sweep was not killed midway"
     assert all(p.read_bytes() == data for p, data in searched.kept.items())
     records, errors = load_runs(searched.root / "runs")
     assert not errors
-    trials = sorted(r.spec.method.trial or 0 for r in records if r.spec.method.name == "kd")
-    assert trials == list(range(TRIALS + 1))
+    kd = [r for r in records if r.spec.method.name == "kd" and not r.spec.method.stream]
+    assert sorted(r.spec.method.trial or 0 for r in kd) == list(range(TRIALS + 1))
 
 
 def test_xdkd_methods_name_prints_its_search_space(capsys) -> None:

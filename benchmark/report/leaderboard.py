@@ -200,7 +200,7 @@ def write_report(
             "no validation images: source_validation or target_validation 0); use "
             "--selection last"
         )
-    null = measure_null(table)
+    null = measure_null(table if search is None else records_table(search.null_from, selection))
     everything, table = table, table[~table["control"]].reset_index(drop=True)
     table["eff_robustness"] = effective_robustness(table)
     # the controls' rows stay in records and summary, without a fit of their own

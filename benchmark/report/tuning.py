@@ -37,6 +37,9 @@ class Tuning:
     fragility: pd.DataFrame
     caption: str
     draws: pd.DataFrame  # per method, setting and trial: mean test, chosen, values (tuned)
+    # the runs the null spread is measured on: the A/A controls and the defaults' runs they
+    # repeat (in the tuned leaderboard the row of the controlled method may be another draw)
+    null_from: list[RunRecord]
 
 
 def untrialled(spec: RunSpec) -> RunSpec:
@@ -71,7 +74,7 @@ def defaults_only(records: list[RunRecord]) -> Tuning:
         if left
         else ""
     )
-    return Tuning(kept, pd.DataFrame(), caption, pd.DataFrame())
+    return Tuning(kept, pd.DataFrame(), caption, pd.DataFrame(), kept)
 
 
 def drawn_values(spec: RunSpec) -> dict[str, Any]:
@@ -175,7 +178,8 @@ def tuned(
     )
     values = draws.drop_duplicates([*GROUP, "trial"]).set_index([*GROUP, "trial"])["values"]
     per_trial = per_trial.join(values, on=[*GROUP, "trial"])
-    return Tuning(kept, fragility(per_trial), caption, per_trial)
+    defaults = defaults_only(records).records
+    return Tuning(kept, fragility(per_trial), caption, per_trial, defaults)
 
 
 def fragility(per_trial: pd.DataFrame) -> pd.DataFrame:
