@@ -31,9 +31,14 @@ def run_here(suite: Path, out: Path) -> None:
 
 
 def run_to_kill(suite: Path, out: Path) -> subprocess.Popen:
-    """An `xdkd run` in a process of its own, with this process's thread count: the same
+    """An `xdkd run` in a process of its own (`xdkd_process`)."""
+    return xdkd_process(run_argv(suite, out))
+
+
+def xdkd_process(argv: list[str]) -> subprocess.Popen:
+    """`xdkd ARGV` in a process of its own, with this process's thread count: the same
     threads, the same sums, the same numbers."""
-    command = [sys.executable, "-m", "benchmark.cli", *run_argv(suite, out)]
+    command = [sys.executable, "-m", "benchmark.cli", *argv]
     env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
     return subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env

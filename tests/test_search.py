@@ -7,17 +7,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
+from test_resume import xdkd_process
 
 from benchmark.cli import main
 from benchmark.errors import XdkdError
@@ -199,9 +196,7 @@ def searched(tmp_path_factory: pytest.TempPathFactory, tiny_suite_module, domain
     out = tmp_path_factory.mktemp("searched")
     argv = ["run", str(path), "--out", str(out / "runs"), "--results", str(out / "results")]
     argv += ["--device", "cpu", "--no-progress", "--workers", "0"]
-    command = [sys.executable, "-m", "benchmark.cli", *argv]
-    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
-    run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    run = xdkd_process(argv)
     deadline = time.monotonic() + 300
     while not list(out.glob("runs/runs/*/record.json")) and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -191,7 +191,7 @@ def write_report(
     unknown = [column for column in by if column not in SPLITS]
     if unknown:
         raise XdkdError(f"--by: '{unknown[0]}' is not one of {', '.join(SPLITS)}")
-    search, records, errors = search_runs(records, errors or [], selection, tuned)
+    search, records, errors, whole = search_runs(records, errors or [], selection, tuned)
     table = records_table(records, selection)
     trained = table[~table["reference"] | (table["family"] != "baseline")]
     if selection != "last" and len(trained) and trained["target_acc"].isna().all():
@@ -200,7 +200,8 @@ def write_report(
             "no validation images: source_validation or target_validation 0); use "
             "--selection last"
         )
-    null = measure_null(table if search is None else records_table(search.null_from, selection))
+    # the tuned leaderboard's null: the controls against the defaults, from the whole search
+    null = measure_null(table if whole is None else whole[whole["key"].isin(search.null_keys)])
     everything, table = table, table[~table["control"]].reset_index(drop=True)
     table["eff_robustness"] = effective_robustness(table)
     # the controls' rows stay in records and summary, without a fit of their own
@@ -285,24 +286,25 @@ METADATA_FILE = "report.json"
 
 def search_runs(
     records: list[RunRecord], errors: list[dict[str, Any]], selection: str, tuned: bool
-) -> tuple[Tuning | None, list[RunRecord], list[dict[str, Any]]]:
+) -> tuple[Tuning | None, list[RunRecord], list[dict[str, Any]], pd.DataFrame | None]:
     """(what the search part of the report says, the records to rank, the failures to
-    list): unchanged without search draws; else the defaults, or each method's chosen draw.
-    The failures of draws are counted in the fragility table, not listed."""
+    list, the whole search's table where the tuned choice needed it): unchanged without
+    search draws; else the defaults, or each method's chosen draw. The failures of draws are
+    counted in the fragility table, not listed."""
     if not searched(records):
         if tuned:
             raise XdkdError(
                 "--tuned: these runs hold no search draws; a suite's `search: {trials: 8}` "
                 "makes them (docs/tuning.md)"
             )
-        return None, records, errors
+        return None, records, errors, None
     defaults = [e for e in errors if not ((e.get("spec") or {}).get("method") or {}).get("trial")]
     if not tuned:
         search = defaults_only(records)
-        return search, search.records, defaults
-    test = records_table(records, selection).set_index("key")["target_acc"]
-    search = tuned_runs(records, errors, selection, test)
-    return search, search.records, defaults
+        return search, search.records, defaults, None
+    whole = records_table(records, selection)
+    search = tuned_runs(records, errors, selection, whole.set_index("key")["target_acc"])
+    return search, search.records, defaults, whole
 
 
 def fragility_text(fragility: pd.DataFrame) -> pd.DataFrame:

@@ -39,7 +39,7 @@ class Tuning:
     draws: pd.DataFrame  # per method, setting and trial: mean test, chosen, values (tuned)
     # the runs the null spread is measured on: the A/A controls and the defaults' runs they
     # repeat (in the tuned leaderboard the row of the controlled method may be another draw)
-    null_from: list[RunRecord]
+    null_keys: frozenset[str]
 
 
 def untrialled(spec: RunSpec) -> RunSpec:
@@ -74,7 +74,7 @@ def defaults_only(records: list[RunRecord]) -> Tuning:
         if left
         else ""
     )
-    return Tuning(kept, pd.DataFrame(), caption, pd.DataFrame(), kept)
+    return Tuning(kept, pd.DataFrame(), caption, pd.DataFrame(), frozenset(r.key for r in kept))
 
 
 def drawn_values(spec: RunSpec) -> dict[str, Any]:
@@ -178,7 +178,7 @@ def tuned(
     )
     values = draws.drop_duplicates([*GROUP, "trial"]).set_index([*GROUP, "trial"])["values"]
     per_trial = per_trial.join(values, on=[*GROUP, "trial"])
-    defaults = defaults_only(records).records
+    defaults = defaults_only(records).null_keys
     return Tuning(kept, fragility(per_trial), caption, per_trial, defaults)
 
 
