@@ -19,11 +19,12 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/xdkd run
 
-# pytest-xdist: one worker a core (TEST_WORKERS=0 runs the tests in this process)
+# pytest-xdist: one worker a core (TEST_WORKERS=0 runs the tests in this process); the ten
+# slowest tests are listed at the end, where the 5-minute budget of the tests goes
 TEST_WORKERS ?= auto
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal --durations 10
 
 # The `ci` suite trained from scratch and checked against its committed reference (CI runs it
 # after `make test`; it trains for minutes, so it is not one of the tests).
