@@ -12,7 +12,7 @@ import pytest
 from benchmark.report.claims import CLAIMS_FILE, load_claims, sentence
 from benchmark.report.leaderboard import write_report
 from benchmark.report.tidy import load_runs, records_table
-from benchmark.suite.config import REFERENCES
+from benchmark.suite.config import REFERENCES, Suite
 from benchmark.suite.expansion import expand
 from benchmark.suite.loader import load_suite
 
@@ -71,7 +71,7 @@ def test_the_story_holds_under_the_claim_rule(quick, tmp_path):
 EARLIER_REFERENCE = {"seeds": [0, 1, 2], "controls": []}
 
 
-def pair_keys(suite) -> dict[str, set[str]]:
+def pair_keys(suite: Suite) -> dict[str, set[str]]:
     """Run keys per reference folder name (mnist→mnistm: mnist-mnistm)."""
     keys: dict[str, set[str]] = {}
     for spec in expand(suite):
