@@ -136,15 +136,17 @@ def test_a_row_averages_only_the_seeds_that_have_every_pair() -> None:
 
 
 def test_the_pooled_reference_counts_complete_seeds_only(tmp_path: Path) -> None:
-    """adda_kd failed one run (seed 2, mnist→syndigits, the earlier 3-seed reference): pooled
-    with syndigits→mnist, its mean is over seeds 0-1."""
-    for pair in ("mnist-syndigits", "syndigits-mnist"):
+    """adda_kd failed two runs (seeds 0 and 2, mnist→syndigits, the 5-seed reference): pooled
+    with mnist→mnistm, where all five seeds ran, its mean is over seeds 1, 3 and 4 only."""
+    for pair in ("mnist-mnistm", "mnist-syndigits"):
         shutil.copytree(RESULTS / "reference" / pair / "records", tmp_path / "records" / pair)
     records, errors = load_runs(tmp_path / "records")
+    failed = sorted(e["error"].partition(":")[0] for e in errors)
+    assert failed == [f"adda_kd lenet mnist→syndigits [uda] seed {seed}" for seed in (0, 2)]
     report, _ = write_report(records, tmp_path / "report", "test", errors=errors)
     board = report.board.flat().set_index("method")
-    assert board.loc["adda_kd", "seeds"] == 2
-    assert board.loc["kd", "seeds"] == 3
+    assert board.loc["adda_kd", "seeds"] == 3
+    assert board.loc["kd", "seeds"] == 5
 
 
 def aa_suite(**fields) -> Suite:
