@@ -4,7 +4,8 @@ one finished tiny sweep that every test reading real records shares (copy it to 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -117,19 +118,42 @@ def tiny_suite_module(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="session")
-def tiny_sweep(tmp_path_factory: pytest.TempPathFactory, domain_cache: Path) -> Path:
-    """A finished sweep of the tiny suite (teacher, source_only, kd): `runs/`, `results/`
-    and the suite file `tiny.yaml` under the returned directory. Read it; copy it to change
-    it. The first xdist worker to need it runs it; the others wait on its lock, then read."""
-    from benchmark.cli import main
+def suite_files():
+    """`suite_writer` for session-scoped fixtures: `suite_files(directory)(**fields)`."""
+    return suite_writer
+
+
+@pytest.fixture(scope="session")
+def built_once(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """`built_once(name, build)`: the session directory `name`, made by `build(directory)` in
+    the first xdist worker that asks for it; the others wait on its lock, then read it. (A
+    module-scoped fixture is built again in every worker that draws one of its tests.)"""
     from benchmark.locks import file_lock
 
-    directory = session_directory(tmp_path_factory) / "tiny-sweep"
-    with file_lock(directory.with_suffix(".lock")):
-        if not (directory / "results" / "leaderboard.md").is_file():
-            directory.mkdir(exist_ok=True)
-            suite = suite_writer(directory)()
-            argv = ["run", str(suite), "--out", str(directory / "runs")]
-            argv += ["--results", str(directory / "results"), "--workers", "0", "--no-progress"]
-            assert main([*argv, "--device", "cpu"]) == 0
-    return directory
+    def get(name: str, build: Callable[[Path], None]) -> Path:
+        directory = session_directory(tmp_path_factory) / name
+        with file_lock(directory.with_suffix(".lock")):
+            if not (directory / ".built").is_file():
+                shutil.rmtree(directory, ignore_errors=True)  # a build that failed midway
+                directory.mkdir()
+                build(directory)
+                (directory / ".built").touch()
+        return directory
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep(built_once, domain_cache: Path) -> Path:
+    """A finished sweep of the tiny suite (teacher, source_only, kd): `runs/`, `results/`
+    and the suite file `tiny.yaml` under the returned directory. Read it; copy it to change
+    it."""
+    from benchmark.cli import main
+
+    def build(directory: Path) -> None:
+        suite = suite_writer(directory)()
+        argv = ["run", str(suite), "--out", str(directory / "runs")]
+        argv += ["--results", str(directory / "results"), "--workers", "0", "--no-progress"]
+        assert main([*argv, "--device", "cpu"]) == 0
+
+    return built_once("tiny-sweep", build)

@@ -102,19 +102,27 @@ def assert_same_numbers(alone: RunRecord, together: RunRecord) -> None:
     assert {m: together.metrics[m] for m in measured} == {m: alone.metrics[m] for m in measured}
 
 
-@pytest.fixture(scope="module")
-def solo(tmp_path_factory, tiny_suite_module):
-    """The cohort suite's runs trained each alone (`--cohort-size 1`)."""
-    patch = pytest.MonkeyPatch()
-    patch.setitem(METHODS._entries, "masked_kd", MaskedKD)
-    suite = tiny_suite_module(
-        methods=MEMBERS, student_recipe=RECIPE, corruptions=["gaussian_noise"], corruption_images=50
-    )
-    out = tmp_path_factory.mktemp("solo")
-    summary = sweep(suite, out, cohort_size=1)
-    patch.undo()
-    assert len(summary.done) == len(MEMBERS) and not summary.failed
-    return suite, out
+@pytest.fixture(scope="session")
+def solo(built_once, suite_files):
+    """The cohort suite's runs trained each alone (`--cohort-size 1`), once a session."""
+
+    def build(directory: Path) -> None:
+        patch = pytest.MonkeyPatch()
+        patch.setitem(METHODS._entries, "masked_kd", MaskedKD)
+        try:
+            suite = suite_files(directory)(
+                methods=MEMBERS,
+                student_recipe=RECIPE,
+                corruptions=["gaussian_noise"],
+                corruption_images=50,
+            )
+            summary = sweep(suite, directory / "runs", cohort_size=1)
+        finally:
+            patch.undo()
+        assert len(summary.done) == len(MEMBERS) and not summary.failed
+
+    directory = built_once("cohort-solo", build)
+    return directory / "tiny.yaml", directory / "runs"
 
 
 @pytest.mark.long

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -182,28 +183,38 @@ class Searched:
     kept: dict[Path, bytes]  # the records written before the kill, as they were
 
 
-@pytest.fixture(scope="module")
-def searched(tmp_path_factory: pytest.TempPathFactory, tiny_suite_module, domain_cache) -> Searched:
+@pytest.fixture(scope="session")
+def searched(built_once, suite_files, domain_cache) -> Searched:
     """The tiny suite with source_only and kd, one seed, a search of 2 trials: killed with
-    SIGKILL once its first record is written, then run again to the end."""
-    path = tiny_suite_module(
-        methods=["source_only", "kd"],
-        seeds=[0],
-        corruptions=[],
-        search={"trials": TRIALS, "seed": 0},
-        controls=["aa"],
-    )
-    out = tmp_path_factory.mktemp("searched")
-    argv = ["run", str(path), "--out", str(out / "runs"), "--results", str(out / "results")]
-    argv += ["--device", "cpu", "--no-progress", "--workers", "0"]
-    run = xdkd_process(argv)
-    deadline = time.monotonic() + 300
-    while not list(out.glob("runs/runs/*/record.json")) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    run.send_signal(signal.SIGKILL)
-    run.wait()
-    kept = {p: p.read_bytes() for p in out.glob("runs/runs/*/record.json")}
-    assert main(argv) == 0
+    SIGKILL once its first record is written, then run again to the end (once a session; the
+    records written before the kill are kept in `kept/` as they were)."""
+
+    def build(out: Path) -> None:
+        path = suite_files(out)(
+            methods=["source_only", "kd"],
+            seeds=[0],
+            corruptions=[],
+            search={"trials": TRIALS, "seed": 0},
+            controls=["aa"],
+        )
+        argv = ["run", str(path), "--out", str(out / "runs"), "--results", str(out / "results")]
+        argv += ["--device", "cpu", "--no-progress", "--workers", "0"]
+        run = xdkd_process(argv)
+        deadline = time.monotonic() + 300
+        while not list(out.glob("runs/runs/*/record.json")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        run.send_signal(signal.SIGKILL)
+        run.wait()
+        (out / "kept").mkdir()
+        for record in out.glob("runs/runs/*/record.json"):
+            shutil.copyfile(record, out / "kept" / f"{record.parent.name}.json")
+        assert main(argv) == 0
+
+    out = built_once("searched", build)
+    kept = {
+        out / "runs" / "runs" / p.stem / "record.json": p.read_bytes()
+        for p in (out / "kept").glob("*.json")
+    }
     return Searched(out, kept)
 
 
