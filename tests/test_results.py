@@ -109,7 +109,7 @@ def test_every_claim_holds_and_its_readme_says_what_the_records_say(folder, tmp_
     """The claims of a results folder's README, remade from its records: each verdict is the
     records' verdict under the claim rule, and the README holds exactly the rendered text."""
     claims = load_claims(folder / CLAIMS_FILE)
-    records, errors = load_runs(folder / ("../records" if claims.tuned else "records"))
+    records, errors = load_runs(claims.records_dir(folder))
     shutil.copy(folder / CLAIMS_FILE, tmp_path / CLAIMS_FILE)
     against = claims.references or REFERENCES
     report, _ = write_report(

@@ -47,6 +47,12 @@ class Claims(BaseModel):
     # claims about a search's tuned leaderboard (`xdkd report --tuned`), whose folder sits
     # inside the suite's (results/SUITE/tuned) and reads the suite's records
     tuned: bool = False
+    # the records the claims are judged on, relative to the claims file's folder, where not
+    # its records/ (a tuned folder: ../records; a pooled report of sibling folders: ..)
+    records: str | None = None
+
+    def records_dir(self, folder: Path) -> Path:
+        return folder / (self.records or ("../records" if self.tuned else "records"))
 
 
 def load_claims(path: Path) -> Claims:
