@@ -67,10 +67,6 @@ def test_the_story_holds_under_the_claim_rule(quick, tmp_path):
     assert against.loc[("source_only", "adversarial_kd"), "holds"]
 
 
-# the reference suite before it had 5 seeds and an A/A control: its pairs not yet remade
-EARLIER_REFERENCE = {"seeds": [0, 1, 2], "controls": []}
-
-
 def pair_keys(suite: Suite) -> dict[str, set[str]]:
     """Run keys per reference folder name (mnist→mnistm: mnist-mnistm)."""
     keys: dict[str, set[str]] = {}
@@ -82,20 +78,15 @@ def pair_keys(suite: Suite) -> dict[str, set[str]]:
 def test_the_reference_folders_hold_their_pairs_runs():
     """results/reference/<pair>/records holds only the reference suite's runs of that pair,
     and a pair with a leaderboard has every method of the suite in every seed: a record, or
-    the failure the harness recorded (a diverged run is a result, kept with its reason). A
-    pair not yet remade holds exactly the earlier 3-seed suite's runs, and its README says so."""
+    the failure the harness recorded (a diverged run is a result, kept with its reason)."""
     suite = load_suite(ROOT / "baselines" / "reference.yaml")
     keys = pair_keys(suite)
-    earlier = pair_keys(suite.model_copy(update=EARLIER_REFERENCE))
     folders = [p.parent for p in (ROOT / "results" / "reference").glob("*/records")]
     assert folders and len(suite.seeds) >= 5
     for folder in folders:
         records, failures = load_runs(folder / "records")
         assert records, folder
         committed = {r.key for r in records} | {f["key"] for f in failures}
-        if committed == earlier[folder.name]:
-            assert "not yet remade" in (folder / "README.md").read_text().lower(), folder
-            continue
         assert committed <= keys[folder.name], folder
         if (folder / "leaderboard.md").exists():
             assert committed == keys[folder.name], folder
