@@ -12,7 +12,7 @@ import pytest
 from benchmark.report.claims import CLAIMS_FILE, load_claims, sentence
 from benchmark.report.leaderboard import write_report
 from benchmark.report.tidy import load_runs, records_table
-from benchmark.suite.config import REFERENCES, Suite
+from benchmark.suite.config import REFERENCES
 from benchmark.suite.expansion import expand
 from benchmark.suite.loader import load_suite
 
@@ -67,20 +67,14 @@ def test_the_story_holds_under_the_claim_rule(quick, tmp_path):
     assert against.loc[("source_only", "adversarial_kd"), "holds"]
 
 
-def pair_keys(suite: Suite) -> dict[str, set[str]]:
-    """Run keys per reference folder name (mnist→mnistm: mnist-mnistm)."""
-    keys: dict[str, set[str]] = {}
-    for spec in expand(suite):
-        keys.setdefault(spec.setting.label.replace("→", "-"), set()).add(spec.key)
-    return keys
-
-
 def test_the_reference_folders_hold_their_pairs_runs():
     """results/reference/<pair>/records holds only the reference suite's runs of that pair,
     and a pair with a leaderboard has every method of the suite in every seed: a record, or
     the failure the harness recorded (a diverged run is a result, kept with its reason)."""
     suite = load_suite(ROOT / "baselines" / "reference.yaml")
-    keys = pair_keys(suite)
+    keys: dict[str, set[str]] = {}
+    for spec in expand(suite):
+        keys.setdefault(spec.setting.label.replace("→", "-"), set()).add(spec.key)
     folders = [p.parent for p in (ROOT / "results" / "reference").glob("*/records")]
     assert folders and len(suite.seeds) >= 5
     for folder in folders:
